@@ -1,0 +1,106 @@
+# Licensed to the Apache Software Foundation (ASF) under one
+# or more contributor license agreements.  See the NOTICE file
+# distributed with this work for additional information
+# regarding copyright ownership.  The ASF licenses this file
+# to you under the Apache License, Version 2.0 (the
+# "License"); you may not use this file except in compliance
+# with the License.  You may obtain a copy of the License at
+#
+#   http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing,
+# software distributed under the License is distributed on an
+# "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY
+# KIND, either express or implied.  See the License for the
+# specific language governing permissions and limitations
+# under the License.
+"""Exceptions raised by the Backend.AI provider; each says what failed and carries the evidence."""
+
+from __future__ import annotations
+
+from airflow.providers.common.compat.sdk import AirflowException
+
+
+class BackendAIException(AirflowException):
+    """Base class of every error raised by the Backend.AI provider."""
+
+
+class BackendAIConnectionConfigError(BackendAIException, ValueError):
+    """The Airflow connection is incomplete or malformed; raised before anything is sent to the server."""
+
+    def __init__(self, conn_id: str, field: str, problem: str) -> None:
+        self.conn_id = conn_id
+        self.field = field
+        super().__init__(f"Backend.AI connection {conn_id!r}: {field}: {problem}")
+
+
+class BackendAIAPIError(BackendAIException):
+    """
+    A Backend.AI API call failed.
+
+    :param action: what the provider was doing, e.g. "destroy session 3f1c…".
+    :param status: the HTTP status, or None when no response arrived (connection error, timeout).
+    :param title: the server's error title (problem+json title).
+    :param detail: the server's message (problem+json msg) or the client-side error.
+    :param error_code: the server's error_code, when it sent one.
+    """
+
+    def __init__(
+        self,
+        action: str,
+        *,
+        status: int | None = None,
+        title: str | None = None,
+        detail: str | None = None,
+        error_code: str | None = None,
+    ) -> None:
+        self.action = action
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.error_code = error_code
+        where = f"HTTP {status}" if status is not None else "no response"
+        text = "; ".join(part for part in (title, detail) if part)
+        super().__init__(
+            f"Backend.AI API call failed while trying to {action} ({where}): {text or 'no detail'}"
+        )
+
+
+class BackendAIAuthError(BackendAIAPIError):
+    """The server rejected the credentials (wrong keys, clock skew) or the caller lacks permission."""
+
+
+class BackendAINotFoundError(BackendAIAPIError):
+    """The session (or another object) does not exist, or no longer exists, for this keypair."""
+
+
+class BackendAITransientError(BackendAIAPIError):
+    """A failure worth retrying: a 5xx or 429 answer, a dropped connection or a timeout."""
+
+
+class BackendAIJobFailedError(BackendAIException):
+    """The batch job ended without success (failed, timed out, was cancelled, or the session errored)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        session_id: str | None,
+        status: str | None = None,
+        result: str | None = None,
+        status_info: str | None = None,
+        log_tail: str = "",
+    ) -> None:
+        self.session_id = session_id
+        self.status = status
+        self.result = result
+        self.status_info = status_info
+        self.log_tail = log_tail
+        text = message
+        if log_tail:
+            text += f"\nLast lines of the session log:\n{log_tail}"
+        super().__init__(text)
+
+
+class BackendAIStartupTimeoutError(BackendAIJobFailedError):
+    """The session did not start running within ``startup_timeout``."""

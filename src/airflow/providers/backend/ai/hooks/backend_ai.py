@@ -1,0 +1,443 @@
+# Licensed to the Apache Software Foundation (ASF) under one
+# or more contributor license agreements.  See the NOTICE file
+# distributed with this work for additional information
+# regarding copyright ownership.  The ASF licenses this file
+# to you under the Apache License, Version 2.0 (the
+# "License"); you may not use this file except in compliance
+# with the License.  You may obtain a copy of the License at
+#
+#   http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing,
+# software distributed under the License is distributed on an
+# "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY
+# KIND, either express or implied.  See the License for the
+# specific language governing permissions and limitations
+# under the License.
+"""Hook for Backend.AI: turns a ``backend_ai`` connection into SDK sessions and small session helpers."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from airflow.providers.common.compat.sdk import BaseHook
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from airflow.providers.backend.ai.exceptions import (
+    BackendAIAPIError,
+    BackendAIAuthError,
+    BackendAIException,
+    BackendAINotFoundError,
+    BackendAITransientError,
+)
+from airflow.providers.backend.ai.utils.connection_config import BackendAIConnectionConfig
+from airflow.providers.backend.ai.utils.sdk_compat import build_api_config, session_ref, translate_errors
+from airflow.providers.backend.ai.utils.session_state import SessionFacts
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Iterator
+
+    from ai.backend.client.config import APIConfig
+    from ai.backend.client.session import AsyncSession, BaseSession, Session
+
+    from airflow.providers.backend.ai.utils.batch_spec import BatchSessionSpec
+
+T = TypeVar("T")
+
+#: GraphQL read of a session's outcome. Unlike ``GET /session/{id}`` it still answers after the session
+#: terminated, and it is the only place the manager reports a batch job's ``result``.
+STATUS_QUERY = "query($id: UUID!) { compute_session(id: $id) { id name status status_info result } }"
+#: A session id that cannot exist, for :meth:`BackendAIHook.test_connection`'s authenticated probe.
+_NIL_SESSION_ID = "00000000-0000-0000-0000-000000000000"
+
+
+@dataclass(frozen=True)
+class CreatedSession:
+    """A session as ``get_or_create`` answered: ``created`` is False when a live session was reused."""
+
+    session_id: str
+    name: str
+    created: bool
+    status: str
+
+
+@dataclass(frozen=True)
+class _Operation(Generic[T]):
+    """
+    One API operation, written once for the sync and the async hook methods.
+
+    The SDK's API functions run synchronously under a ``Session`` and return a coroutine under an
+    ``AsyncSession``, so the same ``call`` serves both; only the runner differs.
+    """
+
+    action: str
+    call: Callable[[], Any]
+    parse: Callable[[Any], T]
+    if_gone: Callable[[], T] | None = None
+
+
+class BackendAIHook(BaseHook):
+    """
+    Interact with a Backend.AI manager through the ``backend.ai-client`` SDK.
+
+    Use :meth:`get_conn` (sync) or :meth:`get_async_conn` (async) to hold one API session open across
+    several helper calls; a helper called outside such a block opens a short-lived session of its own.
+    Transient failures (5xx, 429, dropped connections, timeouts) are retried with exponential backoff.
+
+    .. seealso::
+        :ref:`howto/connection:backend_ai`
+
+    :param backend_ai_conn_id: The Airflow connection id of type ``backend_ai``.
+    :param retry_limit: How many attempts a helper makes before a transient error fails it.
+    :param retry_delay: Base of the exponential backoff between attempts, in seconds.
+    """
+
+    conn_name_attr = "backend_ai_conn_id"
+    default_conn_name = "backend_ai_default"
+    conn_type = "backend_ai"
+    hook_name = "Backend.AI"
+
+    def __init__(
+        self,
+        backend_ai_conn_id: str = default_conn_name,
+        *,
+        retry_limit: int = 3,
+        retry_delay: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if retry_limit < 1:
+            raise ValueError(f"retry_limit must be at least 1, got {retry_limit!r}")
+        if retry_delay < 0:
+            raise ValueError(f"retry_delay must not be negative, got {retry_delay!r}")
+        self.backend_ai_conn_id = backend_ai_conn_id
+        self.retry_limit = retry_limit
+        self.retry_delay = retry_delay
+        self._sync_session: Session | None = None
+        self._sync_session_thread: int | None = None
+        self._async_session: AsyncSession | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(backend_ai_conn_id={self.backend_ai_conn_id!r})"
+
+    @cached_property
+    def settings(self) -> BackendAIConnectionConfig:
+        """The validated connection; reading it raises an error that names the bad field."""
+        return BackendAIConnectionConfig.from_connection(self.get_connection(self.backend_ai_conn_id))
+
+    def get_api_config(self) -> APIConfig:
+        """Return an SDK ``APIConfig`` built from the connection only (no environment, no ``.env``)."""
+        return build_api_config(self.settings)
+
+    # -- sessions -------------------------------------------------------------------------------------
+
+    @contextmanager
+    def get_conn(self) -> Iterator[Session]:
+        """
+        Open a sync SDK ``Session``, and always close it in this thread.
+
+        The ``Session`` runs a non-daemon worker thread; one left open keeps the task process alive.
+        """
+        from ai.backend.client.session import Session
+
+        session = Session(config=self.get_api_config())
+        previous = (self._sync_session, self._sync_session_thread)
+        try:
+            _silence_api_version_warning()
+            session.open()
+            self._sync_session, self._sync_session_thread = session, threading.get_ident()
+            yield session
+        finally:
+            self._sync_session, self._sync_session_thread = previous
+            session.close()
+
+    @asynccontextmanager
+    async def get_async_conn(self) -> AsyncIterator[AsyncSession]:
+        """Open an SDK ``AsyncSession`` inside the running event loop, and always close it."""
+        from ai.backend.client.session import AsyncSession
+
+        session = AsyncSession(config=self.get_api_config())
+        previous = self._async_session
+        try:
+            _silence_api_version_warning()
+            await session.open()
+            self._async_session = session
+            yield session
+        finally:
+            self._async_session = previous
+            await session.close()
+
+    @contextmanager
+    def _current_session(self) -> Iterator[None]:
+        """Route SDK calls in the block to this hook's open session, or to a short-lived one."""
+        if self._sync_session is not None and self._sync_session_thread == threading.get_ident():
+            with _routed_to(self._sync_session):
+                yield
+        else:
+            with self.get_conn() as session, _routed_to(session):
+                yield
+
+    @asynccontextmanager
+    async def _current_async_session(self) -> AsyncIterator[None]:
+        if self._async_session is not None:
+            with _routed_to(self._async_session):
+                yield
+        else:
+            async with self.get_async_conn() as session:
+                with _routed_to(session):
+                    yield
+
+    # -- running operations ---------------------------------------------------------------------------
+
+    def _retry_arguments(self) -> dict[str, Any]:
+        return {
+            "stop": stop_after_attempt(self.retry_limit),
+            "wait": wait_exponential(multiplier=self.retry_delay, max=30),
+            "retry": retry_if_exception_type(BackendAITransientError),
+            "before_sleep": self._log_retry,
+            "reraise": True,
+        }
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        self.log.warning(
+            "Attempt %s of %s failed: %s; retrying", state.attempt_number, self.retry_limit, error
+        )
+
+    def _run(self, operation: _Operation[T]) -> T:
+        try:
+            for attempt in Retrying(**self._retry_arguments()):
+                with attempt, self._current_session(), translate_errors(operation.action):
+                    return operation.parse(operation.call())
+        except BackendAINotFoundError:
+            if operation.if_gone is None:
+                raise
+            return operation.if_gone()
+        raise AssertionError("unreachable: tenacity either returns or reraises")
+
+    async def _a_run(self, operation: _Operation[T]) -> T:
+        try:
+            async for attempt in AsyncRetrying(**self._retry_arguments()):
+                with attempt:
+                    async with self._current_async_session():
+                        with translate_errors(operation.action):
+                            return operation.parse(await operation.call())
+        except BackendAINotFoundError:
+            if operation.if_gone is None:
+                raise
+            return operation.if_gone()
+        raise AssertionError("unreachable: tenacity either returns or reraises")
+
+    # -- helpers (sync and async twins of one operation each) -----------------------------------------
+
+    def create_batch_session(self, spec: BatchSessionSpec) -> CreatedSession:
+        """
+        Enqueue a batch session and return at once, without waiting for it to start.
+
+        Retrying is safe: a repeated request with the same name reuses the session the first one made.
+        """
+        return self._run(_create_operation(spec))
+
+    async def a_create_batch_session(self, spec: BatchSessionSpec) -> CreatedSession:
+        """Async twin of :meth:`create_batch_session`."""
+        return await self._a_run(_create_operation(spec))
+
+    def get_session_facts(self, session_id: str) -> SessionFacts:
+        """Return the session's status, result and status info (also after it terminated)."""
+        return self._run(_facts_operation(session_id))
+
+    async def a_get_session_facts(self, session_id: str) -> SessionFacts:
+        """Async twin of :meth:`get_session_facts`."""
+        return await self._a_run(_facts_operation(session_id))
+
+    def get_session_logs(self, session_id: str) -> str:
+        """Return the container log of the session's main kernel (also after it terminated)."""
+        return self._run(_logs_operation(session_id))
+
+    async def a_get_session_logs(self, session_id: str) -> str:
+        """Async twin of :meth:`get_session_logs`."""
+        return await self._a_run(_logs_operation(session_id))
+
+    def destroy_session(self, session_id: str, *, forced: bool = False) -> bool:
+        """Destroy the session; return False if it was already gone. Destroying an ending session is fine."""
+        return self._run(_destroy_operation(session_id, forced))
+
+    async def a_destroy_session(self, session_id: str, *, forced: bool = False) -> bool:
+        """Async twin of :meth:`destroy_session`."""
+        return await self._a_run(_destroy_operation(session_id, forced))
+
+    # -- connection test and UI form ------------------------------------------------------------------
+
+    def test_connection(self) -> tuple[bool, str]:
+        """
+        Check the endpoint and the keypair with one authenticated request; never raises.
+
+        ``GET /`` alone is unauthenticated and would accept any keys, so a read-only GraphQL query for a
+        session that cannot exist follows it: the manager answers it (with no data, or a GraphQL error)
+        only once the signature checked out.
+        """
+        try:
+            settings = self.settings
+            with self.get_conn():
+                info = self._run(_Operation("reach the manager", _hello, dict))
+                self._run(
+                    _Operation(
+                        "authenticate with the keypair",
+                        lambda: _admin().query(STATUS_QUERY, {"id": _NIL_SESSION_ID}),
+                        lambda answer: answer,
+                    )
+                )
+        except BackendAIAuthError as exc:
+            return False, f"Authentication failed: {exc}"
+        except BackendAIAPIError as exc:
+            if exc.status == 400 and (exc.error_code or exc.title or "").lower().startswith("graphql"):
+                return True, _connected_message(settings, info)
+            return False, str(exc)
+        except BackendAIException as exc:
+            return False, str(exc)
+        except Exception as exc:
+            return False, f"{type(exc).__name__}: {exc}"
+        return True, _connected_message(settings, info)
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Form layout for Airflow < 3.2 (3.2+ reads ``ui-field-behaviour`` from the provider info)."""
+        behaviour = _connection_type_info()["ui-field-behaviour"]
+        return {key.replace("-", "_"): value for key, value in behaviour.items()}
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Extra form fields for Airflow < 3.2 (3.2+ reads ``conn-fields`` from the provider info)."""
+        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+        from flask_babel import lazy_gettext
+        from wtforms import BooleanField, StringField
+
+        widgets: dict[str, Any] = {}
+        for name, spec in _connection_type_info()["conn-fields"].items():
+            label, schema = lazy_gettext(spec["label"]), spec["schema"]
+            types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+            if "boolean" in types:
+                widgets[name] = BooleanField(label, default=schema.get("default"))
+            else:  # numbers too: Airflow 2 accepts only these field classes; the hook parses the text
+                widgets[name] = StringField(label, widget=BS3TextFieldWidget(), default=schema.get("default"))
+        return widgets
+
+
+# -- operations ---------------------------------------------------------------------------------------
+
+
+def _create_operation(spec: BatchSessionSpec) -> _Operation[CreatedSession]:
+    def call() -> Any:
+        from ai.backend.client.func.session import ComputeSession
+
+        return ComputeSession.get_or_create(spec.image, **spec.to_sdk_kwargs())
+
+    def parse(session: Any) -> CreatedSession:
+        return CreatedSession(
+            session_id=str(session.id),
+            name=str(session.name),
+            created=bool(getattr(session, "created", True)),
+            status=str(getattr(session, "status", "PENDING")),
+        )
+
+    return _Operation(f"create batch session {spec.name!r}", call, parse)
+
+
+def _facts_operation(session_id: str) -> _Operation[SessionFacts]:
+    def parse(answer: Any) -> SessionFacts:
+        node = (answer or {}).get("compute_session")
+        if not node:
+            raise BackendAINotFoundError(f"read session {session_id}", status=404, title="No such session.")
+        return SessionFacts.from_graphql(session_id, node)
+
+    return _Operation(
+        f"read the status of session {session_id}",
+        lambda: _admin().query(STATUS_QUERY, {"id": session_id}),
+        parse,
+    )
+
+
+def _logs_operation(session_id: str) -> _Operation[str]:
+    def parse(answer: Any) -> str:
+        logs = ((answer or {}).get("result") or {}).get("logs")
+        return logs if isinstance(logs, str) else ""
+
+    return _Operation(
+        f"fetch the log of session {session_id}", lambda: session_ref(session_id).get_logs(), parse
+    )
+
+
+def _destroy_operation(session_id: str, forced: bool) -> _Operation[bool]:
+    return _Operation(
+        f"destroy session {session_id}",
+        lambda: session_ref(session_id).destroy(forced=forced),
+        lambda answer: True,
+        if_gone=lambda: False,
+    )
+
+
+# -- small helpers ------------------------------------------------------------------------------------
+
+
+def _admin() -> Any:
+    from ai.backend.client.func.admin import Admin
+
+    return Admin
+
+
+def _hello() -> Any:
+    from ai.backend.client.func.session import ComputeSession
+
+    return ComputeSession.hello()
+
+
+@contextmanager
+def _routed_to(session: BaseSession) -> Iterator[None]:
+    """
+    Make the SDK send the block's calls through ``session``.
+
+    The SDK routes every call through a context variable holding the most recently opened session, not
+    through the object the call is made on; setting it here keeps two hooks in one thread apart.
+    """
+    from ai.backend.client.session import api_session
+
+    token = api_session.set(session)
+    try:
+        yield
+    finally:
+        api_session.reset(token)
+
+
+def _silence_api_version_warning() -> None:
+    """Hide the SDK's ``APIVersionWarning``: SDK 25.5 emits it on every open against a newer manager."""
+    from ai.backend.client.exceptions import APIVersionWarning
+
+    warnings.filterwarnings("ignore", category=APIVersionWarning)
+
+
+def _connected_message(settings: BackendAIConnectionConfig, info: dict[str, Any]) -> str:
+    return (
+        f"Connected to Backend.AI manager {info.get('manager', 'unknown')} at {settings.endpoint} "
+        f"(API {info.get('version', 'unknown')}); access key {settings.access_key} accepted."
+    )
+
+
+def _connection_type_info() -> dict[str, Any]:
+    from airflow.providers.backend.ai.get_provider_info import get_provider_info
+
+    (info,) = (
+        item for item in get_provider_info()["connection-types"] if item["connection-type"] == "backend_ai"
+    )
+    return info

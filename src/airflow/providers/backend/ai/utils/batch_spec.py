@@ -1,0 +1,77 @@
+# Licensed to the Apache Software Foundation (ASF) under one
+# or more contributor license agreements.  See the NOTICE file
+# distributed with this work for additional information
+# regarding copyright ownership.  The ASF licenses this file
+# to you under the Apache License, Version 2.0 (the
+# "License"); you may not use this file except in compliance
+# with the License.  You may obtain a copy of the License at
+#
+#   http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing,
+# software distributed under the License is distributed on an
+# "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY
+# KIND, either express or implied.  See the License for the
+# specific language governing permissions and limitations
+# under the License.
+"""The description of a batch session to create, as the hook sends it to the SDK."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+
+@dataclass(frozen=True)
+class BatchSessionSpec:
+    """
+    A batch session to create; the operators validate the values before building one.
+
+    :param image: container image reference.
+    :param command: the batch job, run by the session as its startup command.
+    :param name: session name (4-64 characters); unique per task try so retries never reuse a session.
+    """
+
+    image: str
+    command: str
+    name: str
+    bootstrap_script: str | None = None
+    resources: Mapping[str, str | int] = field(default_factory=dict)
+    vfolder_mounts: tuple[str, ...] = ()
+    mount_map: Mapping[str, str] = field(default_factory=dict)
+    environment: Mapping[str, str] = field(default_factory=dict)
+    cluster_size: int = 1
+    cluster_mode: str = "single-node"
+    domain_name: str | None = None
+    group_name: str | None = None
+    batch_timeout: int | None = None
+    architecture: str | None = None
+    scaling_group: str | None = None
+
+    def to_sdk_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``ComputeSession.get_or_create``: enqueue only, never block on start."""
+        from ai.backend.common.types import ClusterMode
+
+        kwargs: dict[str, Any] = {
+            "name": self.name,
+            "type_": "batch",
+            "enqueue_only": True,
+            "startup_command": self.command,
+            "bootstrap_script": self.bootstrap_script,
+            "resources": dict(self.resources),
+            "mounts": list(self.vfolder_mounts),  # a fresh list: the SDK appends to the one it is given
+            "mount_map": dict(self.mount_map),
+            "envs": dict(self.environment),
+            "cluster_size": self.cluster_size,
+            "cluster_mode": ClusterMode(self.cluster_mode),
+            "domain_name": self.domain_name,
+            "group_name": self.group_name,
+            "batch_timeout": self.batch_timeout,
+            "scaling_group": self.scaling_group,
+        }
+        if self.architecture:
+            kwargs["architecture"] = self.architecture
+        return kwargs
