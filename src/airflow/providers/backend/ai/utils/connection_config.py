@@ -108,7 +108,7 @@ def _endpoint(conn_id: str, host: str | None, port: int | None) -> str:
     HTTP client sends ``Host: host``, and the manager would reject every request.
     """
     label = "host (Endpoint URL)"
-    raw = _required(conn_id, label, host).rstrip("/")
+    raw = _required(conn_id, label, host)
     if "://" not in raw:
         raw = f"https://{raw}"
     parts = urlsplit(raw)
@@ -130,7 +130,7 @@ def _endpoint(conn_id: str, host: str | None, port: int | None) -> str:
     default_port = 443 if parts.scheme == "https" else 80
     hostname = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     netloc = hostname if effective_port in (None, default_port) else f"{hostname}:{effective_port}"
-    return f"{parts.scheme}://{netloc}{parts.path}"
+    return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
 
 
 def _endpoint_type(conn_id: str, value: Any) -> str:

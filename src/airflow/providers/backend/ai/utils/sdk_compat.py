@@ -106,10 +106,27 @@ def translate_errors(action: str) -> Iterator[None]:
     except BackendAPIError as exc:
         raise api_error(action, exc.status, exc.reason, exc.data) from exc
     except BackendClientError as exc:
-        detail = str(exc.args[0]) if exc.args else type(exc).__name__
-        raise BackendAITransientError(action, detail=detail.replace("\n", " ")) from exc
+        raise client_error(action, exc) from exc
     except (TimeoutError, ConnectionError) as exc:
         raise BackendAITransientError(action, detail=f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+
+
+def client_error(action: str, exc: BaseException) -> BackendAIAPIError:
+    """
+    Classify a client-side failure: no answer at all, or an answer the SDK could not parse.
+
+    The SDK wraps the underlying aiohttp error; its text is clearer than the SDK's, and an unparsable
+    error answer (an HTML 502 from a proxy, say) keeps its HTTP status there.
+    """
+    cause = exc.__cause__ or exc
+    status = getattr(cause, "status", None)
+    try:
+        detail = str(cause) or type(cause).__name__
+    except Exception:  # an aiohttp error built without request info cannot format itself
+        detail = f"{type(cause).__name__}: {getattr(cause, 'message', '')}"
+    if isinstance(status, int) and status < 500 and status != 429:
+        return api_error(action, status, getattr(cause, "message", ""), {"msg": detail})
+    return BackendAITransientError(action, status=status if isinstance(status, int) else None, detail=detail)
 
 
 def api_error(action: str, status: int, reason: str, data: Any) -> BackendAIAPIError:

@@ -1,0 +1,332 @@
+# Licensed to the Apache Software Foundation (ASF) under one
+# or more contributor license agreements.  See the NOTICE file
+# distributed with this work for additional information
+# regarding copyright ownership.  The ASF licenses this file
+# to you under the Apache License, Version 2.0 (the
+# "License"); you may not use this file except in compliance
+# with the License.  You may obtain a copy of the License at
+#
+#   http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing,
+# software distributed under the License is distributed on an
+# "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY
+# KIND, either express or implied.  See the License for the
+# specific language governing permissions and limitations
+# under the License.
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from unittest import mock
+
+import pytest
+from ai.backend.client.exceptions import BackendAPIError, BackendClientError
+from ai.backend.client.func.admin import Admin
+from ai.backend.client.func.session import ComputeSession
+from ai.backend.client.session import AsyncSession, Session, api_session
+
+from airflow.providers.backend.ai.exceptions import (
+    BackendAIAuthError,
+    BackendAINotFoundError,
+    BackendAITransientError,
+)
+from airflow.providers.backend.ai.hooks.backend_ai import STATUS_QUERY, BackendAIHook, CreatedSession
+from airflow.providers.backend.ai.utils.batch_spec import BatchSessionSpec
+from airflow.providers.backend.ai.utils.session_state import SessionFacts
+
+SID = "3f1c6a7e-2a63-4c56-9b8e-1d2f3a4b5c6d"
+CONN = {"host": "http://127.0.0.1:8091", "login": "AKIAEXAMPLE", "password": "canary-secret-key"}
+AUTH_FAILED = {"type": "https://api.backend.ai/probs/auth-failed", "title": "Credential/signature mismatch."}
+SERVER_ERROR = {
+    "type": "https://api.backend.ai/probs/internal-server-error",
+    "title": "Internal server error",
+}
+NOT_FOUND = {"type": "https://api.backend.ai/probs/object-not-found", "title": "No such session."}
+
+
+@pytest.fixture
+def hook(make_connection) -> BackendAIHook:
+    return BackendAIHook(make_connection("bai", **CONN), retry_limit=3, retry_delay=0)
+
+
+@pytest.fixture
+def sync_session():
+    with mock.patch("ai.backend.client.session.Session", autospec=True) as cls:
+        yield cls
+
+
+async def _nothing() -> None:
+    return None
+
+
+@pytest.fixture
+def async_session():
+    """``AsyncSession.open``/``close`` are plain methods returning awaitables, so autospec makes them sync."""
+    with mock.patch("ai.backend.client.session.AsyncSession", autospec=True) as cls:
+        cls.return_value.open.side_effect = _nothing
+        cls.return_value.close.side_effect = _nothing
+        yield cls
+
+
+@pytest.fixture
+def admin():
+    with mock.patch("ai.backend.client.func.admin.Admin", autospec=True) as cls:
+        yield cls
+
+
+@pytest.fixture
+def compute_session():
+    with mock.patch("ai.backend.client.func.session.ComputeSession", autospec=True) as cls:
+        yield cls
+
+
+class TestSessions:
+    def test_get_conn_opens_and_closes_in_this_thread(self, hook, sync_session):
+        with hook.get_conn() as session:
+            assert session is sync_session.return_value
+            session.open.assert_called_once_with()
+            session.close.assert_not_called()
+        session.close.assert_called_once_with()
+        (config,) = [c.kwargs["config"] for c in sync_session.call_args_list]
+        assert str(config.endpoint) == "http://127.0.0.1:8091"
+        assert config.secret_key == "canary-secret-key"
+
+    def test_get_conn_closes_on_error_and_when_open_fails(self, hook, sync_session):
+        with pytest.raises(RuntimeError, match="boom"):
+            with hook.get_conn():
+                raise RuntimeError("boom")
+        assert sync_session.return_value.close.call_count == 1
+        sync_session.return_value.open.side_effect = KeyError("version")
+        with pytest.raises(KeyError):
+            with hook.get_conn():
+                pytest.fail("must not be reached")
+        assert sync_session.return_value.close.call_count == 2
+
+    def test_helpers_reuse_an_open_session_and_route_calls_to_it(self, hook, sync_session, admin):
+        seen = []
+        admin.query.side_effect = lambda *a, **k: (
+            seen.append(api_session.get())
+            or {"compute_session": {"id": SID, "status": "RUNNING", "result": "UNDEFINED"}}
+        )
+        with hook.get_conn() as session:
+            hook.get_session_facts(SID)
+            hook.get_session_facts(SID)
+        assert sync_session.call_count == 1
+        assert seen == [session, session]
+
+    def test_helper_outside_a_block_opens_a_short_lived_session(self, hook, sync_session, admin):
+        admin.query.return_value = {
+            "compute_session": {"id": SID, "status": "RUNNING", "result": "UNDEFINED"}
+        }
+        hook.get_session_facts(SID)
+        sync_session.return_value.open.assert_called_once_with()
+        sync_session.return_value.close.assert_called_once_with()
+
+    def test_a_session_open_in_another_thread_is_not_used(self, hook, sync_session, admin):
+        admin.query.return_value = {
+            "compute_session": {"id": SID, "status": "RUNNING", "result": "UNDEFINED"}
+        }
+        with hook.get_conn():
+            worker = threading.Thread(target=hook.get_session_facts, args=(SID,))
+            worker.start()
+            worker.join()
+        assert sync_session.call_count == 2  # the other thread opened (and closed) its own session
+        assert sync_session.return_value.close.call_count == 2
+
+    async def test_get_async_conn_opens_and_closes(self, hook, async_session):
+        async with hook.get_async_conn() as session:
+            assert session is async_session.return_value
+            session.open.assert_called_once_with()
+        session.close.assert_called_once_with()
+
+    async def test_get_async_conn_closes_when_open_fails(self, hook, async_session):
+        async_session.return_value.open.side_effect = KeyError("version")
+        with pytest.raises(KeyError):
+            async with hook.get_async_conn():
+                pytest.fail("must not be reached")
+        async_session.return_value.close.assert_called_once_with()
+
+
+class TestHelpers:
+    def test_create_batch_session_enqueues_only(self, hook, sync_session, compute_session):
+        created = mock.create_autospec(ComputeSession, instance=True)
+        created.id, created.name, created.created, created.status = SID, "job-0001", True, "PENDING"
+        compute_session.get_or_create.return_value = created
+        mounts = ("data",)
+        spec = BatchSessionSpec(image="python:3.9", command="echo hi", name="job-0001", vfolder_mounts=mounts)
+
+        assert hook.create_batch_session(spec) == CreatedSession(SID, "job-0001", True, "PENDING")
+
+        (call,) = compute_session.get_or_create.call_args_list
+        assert call.args == ("python:3.9",)
+        assert call.kwargs["type_"] == "batch"
+        assert call.kwargs["enqueue_only"] is True
+        assert call.kwargs["startup_command"] == "echo hi"
+        assert call.kwargs["mounts"] == ["data"]
+        assert "architecture" not in call.kwargs
+
+    def test_get_session_facts(self, hook, sync_session, admin):
+        admin.query.return_value = {
+            "compute_session": {
+                "id": SID,
+                "name": "j",
+                "status": "TERMINATED",
+                "result": "FAILURE",
+                "status_info": "task-failed",
+            }
+        }
+        assert hook.get_session_facts(SID) == SessionFacts(SID, "TERMINATED", "FAILURE", "task-failed", "j")
+        admin.query.assert_called_once_with(STATUS_QUERY, {"id": SID})
+
+    def test_get_session_facts_of_unknown_session(self, hook, sync_session, admin):
+        admin.query.return_value = {"compute_session": None}
+        with pytest.raises(BackendAINotFoundError):
+            hook.get_session_facts(SID)
+
+    def test_get_session_logs(self, hook, sync_session):
+        with mock.patch.object(ComputeSession, "get_logs", autospec=True) as get_logs:
+            get_logs.return_value = {"result": {"logs": "line 1\nline 2\n"}}
+            assert hook.get_session_logs(SID) == "line 1\nline 2\n"
+        (ref,) = get_logs.call_args.args
+        assert str(ref.id) == SID
+
+    def test_destroy_session_reports_whether_it_existed(self, hook, sync_session):
+        with mock.patch.object(ComputeSession, "destroy", autospec=True) as destroy:
+            destroy.return_value = {"stats": {"status": "terminated"}}
+            assert hook.destroy_session(SID, forced=True) is True
+            assert destroy.call_args.kwargs == {"forced": True}
+            destroy.side_effect = BackendAPIError(404, "Not Found", NOT_FOUND)
+            assert hook.destroy_session(SID) is False
+
+    def test_transient_errors_are_retried(self, hook, sync_session):
+        with mock.patch.object(ComputeSession, "destroy", autospec=True) as destroy:
+            destroy.side_effect = [
+                BackendAPIError(503, "Service Unavailable", SERVER_ERROR),
+                BackendClientError("Request to the API endpoint has failed."),
+                {"stats": {"status": "terminated"}},
+            ]
+            assert hook.destroy_session(SID) is True
+            assert destroy.call_count == 3
+
+    def test_persistent_transient_errors_fail_after_the_retry_limit(self, hook, sync_session):
+        with mock.patch.object(ComputeSession, "get_logs", autospec=True) as get_logs:
+            get_logs.side_effect = BackendAPIError(502, "Bad Gateway", SERVER_ERROR)
+            with pytest.raises(
+                BackendAITransientError, match=f"fetch the log of session {SID} \\(HTTP 502\\)"
+            ):
+                hook.get_session_logs(SID)
+            assert get_logs.call_count == 3
+
+    def test_auth_errors_are_not_retried(self, hook, sync_session):
+        with mock.patch.object(ComputeSession, "get_logs", autospec=True) as get_logs:
+            get_logs.side_effect = BackendAPIError(401, "Unauthorized", AUTH_FAILED)
+            with pytest.raises(BackendAIAuthError):
+                hook.get_session_logs(SID)
+            assert get_logs.call_count == 1
+
+    async def test_async_twins_share_the_operations(self, hook, async_session, admin):
+        async def answer(*args, **kwargs):
+            return {"compute_session": {"id": SID, "status": "RUNNING", "result": "SUCCESS"}}
+
+        admin.query.side_effect = answer
+        facts = await hook.a_get_session_facts(SID)
+        assert facts == SessionFacts(SID, "RUNNING", "SUCCESS")
+        admin.query.assert_called_once_with(STATUS_QUERY, {"id": SID})
+        async_session.return_value.close.assert_called_once_with()
+
+    async def test_async_retries_and_not_found(self, hook, async_session):
+        outcomes = iter(
+            [BackendAPIError(500, "Internal", SERVER_ERROR), BackendAPIError(404, "Not Found", NOT_FOUND)]
+        )
+
+        async def destroy(self, **kwargs):
+            raise next(outcomes)
+
+        with mock.patch.object(ComputeSession, "destroy", autospec=True, side_effect=destroy):
+            assert await hook.a_destroy_session(SID) is False
+
+
+class TestTestConnection:
+    def hello(self):
+        return {"version": "v9.20250722", "manager": "26.9.6"}
+
+    def test_success_needs_an_authenticated_request(self, hook, sync_session, admin, compute_session):
+        compute_session.hello.return_value = self.hello()
+        admin.query.return_value = {"compute_session": None}
+        ok, message = hook.test_connection()
+        assert ok, message
+        assert "26.9.6" in message
+        assert "v9.20250722" in message
+        assert "http://127.0.0.1:8091" in message
+        admin.query.assert_called_once()
+
+    def test_graphql_error_still_proves_the_keys(self, hook, sync_session, admin, compute_session):
+        compute_session.hello.return_value = self.hello()
+        admin.query.side_effect = BackendAPIError(
+            400,
+            "Bad request",
+            {
+                "type": "https://api.backend.ai/probs/graphql-error",
+                "title": "GraphQL-generated error",
+                "data": [],
+            },
+        )
+        assert hook.test_connection()[0] is True
+
+    def test_wrong_keys(self, hook, sync_session, admin, compute_session):
+        compute_session.hello.return_value = self.hello()
+        admin.query.side_effect = BackendAPIError(401, "Unauthorized", AUTH_FAILED)
+        ok, message = hook.test_connection()
+        assert not ok
+        assert message.startswith("Authentication failed")
+        assert "Credential/signature mismatch." in message
+        assert admin.query.call_count == 1
+        assert "canary-secret-key" not in message
+
+    def test_unreachable(self, hook, sync_session, compute_session):
+        compute_session.hello.side_effect = BackendClientError("Request to the API endpoint has failed.")
+        ok, message = hook.test_connection()
+        assert not ok
+        assert "reach the manager" in message
+        assert compute_session.hello.call_count == 3
+
+
+def run_fresh_interpreter(code: str) -> str:
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_importing_the_provider_does_not_import_the_sdk():
+    out = run_fresh_interpreter(
+        "import importlib, json, sys\n"
+        "from airflow.providers.backend.ai.get_provider_info import get_provider_info\n"
+        "info = get_provider_info()\n"
+        "modules = [m for k in ('hooks', 'operators', 'sensors', 'triggers') for e in info[k] for m in e['python-modules']]\n"
+        "for m in modules: importlib.import_module(m)\n"
+        "from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook\n"
+        "BackendAIHook.get_ui_field_behaviour()\n"
+        "print(json.dumps([m for m in sys.modules if m == 'ai' or m.startswith('ai.')]))\n"
+    )
+    assert json.loads(out.strip().splitlines()[-1]) == []
+
+
+def test_a_process_that_used_the_hook_exits_promptly():
+    """The sync SDK session runs a non-daemon thread; the hook must always stop it."""
+    out = run_fresh_interpreter(
+        "import os, threading\n"
+        'os.environ[\'AIRFLOW_CONN_DEAD\'] = \'{"conn_type": "backend_ai", "host": "http://127.0.0.1:9", '
+        '"login": "AKIAEXAMPLE", "password": "secret"}\'\n'
+        "from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook\n"
+        "hook = BackendAIHook('dead', retry_limit=1)\n"
+        "print(hook.test_connection()[0])\n"
+        "try:\n"
+        "    hook.get_session_logs('3f1c6a7e-2a63-4c56-9b8e-1d2f3a4b5c6d')\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__)\n"
+        "print(sorted(t.name for t in threading.enumerate() if not t.daemon))\n"
+    )
+    assert out.strip().splitlines()[-3:] == ["False", "BackendAITransientError", "['MainThread']"]
