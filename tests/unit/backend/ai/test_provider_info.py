@@ -131,10 +131,10 @@ def test_hook_form_methods_mirror_the_declarative_form():
 
 @pytest.mark.skipif(AIRFLOW_V_3_0_PLUS, reason="the Flask form exists on Airflow 2 only")
 def test_airflow2_form_widgets():
+    from airflow.www.app import create_app
     from wtforms import BooleanField, StringField
 
     from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
-    from airflow.www.app import create_app
 
     with create_app(testing=True).app_context():
         widgets = BackendAIHook.get_connection_form_widgets()

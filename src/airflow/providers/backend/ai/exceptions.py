@@ -78,6 +78,18 @@ class BackendAITransientError(BackendAIAPIError):
     """A failure worth retrying: a 5xx or 429 answer, a dropped connection or a timeout."""
 
 
+class BackendAISessionExistsError(BackendAIException):
+    """A live session already has the requested name; the provider does not attach to sessions it did not create."""
+
+    def __init__(self, name: str, session_id: str) -> None:
+        self.name = name
+        self.session_id = session_id
+        super().__init__(
+            f"A live Backend.AI session named {name!r} already exists ({session_id}); refusing to attach to a "
+            "session this task did not create. Choose another session_name, or destroy that session."
+        )
+
+
 class BackendAIJobFailedError(BackendAIException):
     """The batch job ended without success (failed, timed out, was cancelled, or the session errored)."""
 

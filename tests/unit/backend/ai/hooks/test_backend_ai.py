@@ -24,9 +24,8 @@ from unittest import mock
 
 import pytest
 from ai.backend.client.exceptions import BackendAPIError, BackendClientError
-from ai.backend.client.func.admin import Admin
 from ai.backend.client.func.session import ComputeSession
-from ai.backend.client.session import AsyncSession, Session, api_session
+from ai.backend.client.session import api_session
 
 from airflow.providers.backend.ai.exceptions import (
     BackendAIAuthError,
@@ -95,14 +94,12 @@ class TestSessions:
         assert config.secret_key == "canary-secret-key"
 
     def test_get_conn_closes_on_error_and_when_open_fails(self, hook, sync_session):
-        with pytest.raises(RuntimeError, match="boom"):
-            with hook.get_conn():
-                raise RuntimeError("boom")
+        with pytest.raises(RuntimeError, match="boom"), hook.get_conn():
+            raise RuntimeError("boom")
         assert sync_session.return_value.close.call_count == 1
         sync_session.return_value.open.side_effect = KeyError("version")
-        with pytest.raises(KeyError):
-            with hook.get_conn():
-                pytest.fail("must not be reached")
+        with pytest.raises(KeyError), hook.get_conn():
+            pytest.fail("must not be reached")
         assert sync_session.return_value.close.call_count == 2
 
     def test_helpers_reuse_an_open_session_and_route_calls_to_it(self, hook, sync_session, admin):

@@ -157,9 +157,8 @@ def test_bad_connection_sends_nothing(make_connection, monkeypatch):
 
     monkeypatch.setattr(sdk_session.Session, "__init__", fail)
     hook = BackendAIHook(make_connection("bai_test", **{**GOOD, "host": None}))
-    with pytest.raises(BackendAIConnectionConfigError):
-        with hook.get_conn():
-            pass
+    with pytest.raises(BackendAIConnectionConfigError), hook.get_conn():
+        pass
     ok, message = hook.test_connection()
     assert not ok
     assert "host (Endpoint URL): is required" in message
@@ -173,4 +172,4 @@ def test_extra_must_be_an_object(make_connection):
         {"conn_type": "backend_ai", **GOOD, "extra": "[1]"}
     )
     with pytest.raises(BackendAIConnectionConfigError, match="extra: must be a JSON object"):
-        BackendAIHook(conn_id).settings
+        _ = BackendAIHook(conn_id).settings

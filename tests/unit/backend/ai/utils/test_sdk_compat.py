@@ -108,9 +108,8 @@ def test_session_ref_addresses_by_uuid_on_both_sdk_lines():
 
 
 def raise_in_block(exc: BaseException, action: str = "do a thing") -> BaseException:
-    with pytest.raises(BackendAIAPIError) as err:
-        with translate_errors(action):
-            raise exc
+    with pytest.raises(BackendAIAPIError) as err, translate_errors(action):
+        raise exc
     return err.value
 
 
@@ -211,6 +210,5 @@ def test_timeouts_and_resets_are_transient(exc):
 
 
 def test_other_exceptions_pass_through():
-    with pytest.raises(KeyError):
-        with translate_errors("x"):
-            raise KeyError("version")
+    with pytest.raises(KeyError), translate_errors("x"):
+        raise KeyError("version")

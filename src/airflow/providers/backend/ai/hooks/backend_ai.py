@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import warnings
 from contextlib import asynccontextmanager, contextmanager
@@ -40,6 +41,7 @@ from airflow.providers.backend.ai.exceptions import (
     BackendAIAuthError,
     BackendAIException,
     BackendAINotFoundError,
+    BackendAISessionExistsError,
     BackendAITransientError,
 )
 from airflow.providers.backend.ai.utils.connection_config import BackendAIConnectionConfig
@@ -59,6 +61,11 @@ T = TypeVar("T")
 #: GraphQL read of a session's outcome. Unlike ``GET /session/{id}`` it still answers after the session
 #: terminated, and it is the only place the manager reports a batch job's ``result``.
 STATUS_QUERY = "query($id: UUID!) { compute_session(id: $id) { id name status status_info result } }"
+#: GraphQL search of the caller's sessions by name (names are only unique among live sessions).
+FIND_QUERY = (
+    "query($filter: String) { compute_session_list(limit: 100, offset: 0, filter: $filter) "
+    "{ items { id name status created_at } total_count } }"
+)
 #: A session id that cannot exist, for :meth:`BackendAIHook.test_connection`'s authenticated probe.
 _NIL_SESSION_ID = "00000000-0000-0000-0000-000000000000"
 
@@ -262,6 +269,14 @@ class BackendAIHook(BaseHook):
         """Async twin of :meth:`get_session_facts`."""
         return await self._a_run(_facts_operation(session_id))
 
+    def find_session_id(self, name: str) -> str:
+        """Return the id of the newest session of this keypair named ``name`` (live or ended)."""
+        return self._run(_find_operation(name))
+
+    async def a_find_session_id(self, name: str) -> str:
+        """Async twin of :meth:`find_session_id`."""
+        return await self._a_run(_find_operation(name))
+
     def get_session_logs(self, session_id: str) -> str:
         """Return the container log of the session's main kernel (also after it terminated)."""
         return self._run(_logs_operation(session_id))
@@ -339,18 +354,31 @@ class BackendAIHook(BaseHook):
 
 
 def _create_operation(spec: BatchSessionSpec) -> _Operation[CreatedSession]:
+    """
+    Create the session; a reused live session is an error unless an earlier attempt of this call made it.
+
+    When an attempt times out after the server created the session, the retry finds it by its name
+    (``created`` is then False) and adopts it instead of leaking it.
+    """
+    attempts = 0
+
     def call() -> Any:
         from ai.backend.client.func.session import ComputeSession
 
+        nonlocal attempts
+        attempts += 1
         return ComputeSession.get_or_create(spec.image, **spec.to_sdk_kwargs())
 
     def parse(session: Any) -> CreatedSession:
-        return CreatedSession(
+        created = CreatedSession(
             session_id=str(session.id),
             name=str(session.name),
             created=bool(getattr(session, "created", True)),
             status=str(getattr(session, "status", "PENDING")),
         )
+        if not created.created and attempts == 1:
+            raise BackendAISessionExistsError(created.name, created.session_id)
+        return created
 
     return _Operation(f"create batch session {spec.name!r}", call, parse)
 
@@ -365,6 +393,23 @@ def _facts_operation(session_id: str) -> _Operation[SessionFacts]:
     return _Operation(
         f"read the status of session {session_id}",
         lambda: _admin().query(STATUS_QUERY, {"id": session_id}),
+        parse,
+    )
+
+
+def _find_operation(name: str) -> _Operation[str]:
+    def parse(answer: Any) -> str:
+        items = ((answer or {}).get("compute_session_list") or {}).get("items") or []
+        matches = [item for item in items if item.get("name") == name]
+        if not matches:
+            raise BackendAINotFoundError(
+                f"find session {name!r}", status=404, title="No session has this name."
+            )
+        return str(max(matches, key=lambda item: str(item.get("created_at") or ""))["id"])
+
+    return _Operation(
+        f"find session {name!r}",
+        lambda: _admin().query(FIND_QUERY, {"filter": f"name == {json.dumps(name)}"}),
         parse,
     )
 

@@ -20,13 +20,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from airflow.providers.backend.ai.exceptions import BackendAIConnectionConfigError
 
-if TYPE_CHECKING:
-    from airflow.models.connection import Connection
+
+class ConnectionLike(Protocol):
+    """The fields read from an Airflow connection (Airflow 2's model and Airflow 3's SDK class both fit)."""
+
+    conn_id: str
+    host: str | None
+    port: int | None
+    login: str | None
+    password: str | None
+
+    @property
+    def extra_dejson(self) -> dict[str, Any]: ...
+
 
 DEFAULT_REQUEST_TIMEOUT = 60.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -56,7 +67,7 @@ class BackendAIConnectionConfig:
         return min(DEFAULT_CONNECT_TIMEOUT, self.request_timeout)
 
     @classmethod
-    def from_connection(cls, conn: Connection) -> BackendAIConnectionConfig:
+    def from_connection(cls, conn: ConnectionLike) -> BackendAIConnectionConfig:
         """Validate ``conn``; raise :class:`BackendAIConnectionConfigError` naming the first bad field."""
         conn_id = conn.conn_id or "<unnamed>"
         extra = _read_extra(conn_id, conn.extra_dejson)

@@ -23,6 +23,7 @@ files import the provider's operators at every parse.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -82,17 +83,19 @@ def build_api_config(settings: BackendAIConnectionConfig) -> APIConfig:
             sdk_config.get_env = original_get_env
 
 
-def session_ref(session_id: str) -> ComputeSession:
+def session_ref(session: str) -> ComputeSession:
     """
-    Return a ``ComputeSession`` that addresses ``session_id`` by UUID on both SDK lines.
+    Return a ``ComputeSession`` that addresses a session id (a UUID) or a live session's name.
 
     SDK 25.5 puts ``name`` in URLs (``from_session_id`` would request ``/session/None``), 26.x puts
-    ``id``; with both set to the UUID every call reaches the session, even after it terminated.
+    ``id``; with both set to the UUID every call reaches the session, even after it terminated. A name
+    only reaches a live session of the caller.
     """
     from ai.backend.client.func.session import ComputeSession
 
-    ref = ComputeSession(str(session_id))
-    ref.id = UUID(str(session_id))
+    ref = ComputeSession(str(session))
+    with contextlib.suppress(ValueError):  # a name: both SDK lines then address it through ``name``
+        ref.id = UUID(str(session))
     return ref
 
 

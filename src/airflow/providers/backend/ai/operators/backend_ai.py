@@ -1,0 +1,453 @@
+# Licensed to the Apache Software Foundation (ASF) under one
+# or more contributor license agreements.  See the NOTICE file
+# distributed with this work for additional information
+# regarding copyright ownership.  The ASF licenses this file
+# to you under the Apache License, Version 2.0 (the
+# "License"); you may not use this file except in compliance
+# with the License.  You may obtain a copy of the License at
+#
+#   http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing,
+# software distributed under the License is distributed on an
+# "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY
+# KIND, either express or implied.  See the License for the
+# specific language governing permissions and limitations
+# under the License.
+"""Operators that run batch jobs in Backend.AI sessions, or create and destroy sessions as separate tasks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from airflow.providers.common.compat.sdk import BaseOperator, conf
+
+from airflow.providers.backend.ai.exceptions import BackendAIException, BackendAIStartupTimeoutError
+from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
+from airflow.providers.backend.ai.utils import session_params as params
+from airflow.providers.backend.ai.utils.batch_spec import BatchSessionSpec
+from airflow.providers.backend.ai.utils.outcome import finish_batch, should_destroy, write_log_to_task_log
+from airflow.providers.backend.ai.utils.session_state import Verdict
+from airflow.providers.backend.ai.utils.trigger_events import facts_from_event, validate_trigger_event
+from airflow.providers.backend.ai.utils.waiting import wait_for_session
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+    from airflow.providers.backend.ai.utils.session_state import SessionFacts
+
+DEFAULT_XCOM_LOG_LIMIT = 10_000
+#: Extra seconds a deferred run may take beyond startup_timeout + batch_timeout (the manager's own lag).
+DEFERRAL_GRACE = 60
+
+
+def _is_unrendered(value: Any) -> bool:
+    """True for a value whose final form is only known at run time: a Jinja template or an XCom reference."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, Mapping):
+        return any(_is_unrendered(k) or _is_unrendered(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_is_unrendered(item) for item in value)
+    return not isinstance(value, int | float | bool | type(None))
+
+
+class _BackendAISessionOperator(BaseOperator):
+    """
+    Parameters and checks shared by the operators that create a batch session.
+
+    The Backend.AI resource slots are stored as ``session_resources``: ``resources`` is taken by
+    ``BaseOperator`` (Airflow's executor resource hints, converted when assigned).
+    """
+
+    template_fields: Sequence[str] = (
+        "image",
+        "command",
+        "bootstrap_script",
+        "session_name",
+        "environment",
+        "session_resources",
+        "vfolder_mounts",
+        "mount_map",
+    )
+    template_fields_renderers = {
+        "command": "bash",
+        "bootstrap_script": "bash",
+        "environment": "json",
+        "session_resources": "json",
+        "mount_map": "json",
+    }
+
+    def __init__(
+        self,
+        *,
+        image: str,
+        command: str,
+        bootstrap_script: str | None = None,
+        backend_ai_conn_id: str = BackendAIHook.default_conn_name,
+        session_name: str | None = None,
+        resources: Mapping[str, str | int] | None = None,
+        vfolder_mounts: Sequence[str] | None = None,
+        mount_map: Mapping[str, str] | None = None,
+        environment: Mapping[str, str] | None = None,
+        cluster_size: int = 1,
+        cluster_mode: str = "single-node",
+        domain_name: str | None = None,
+        group_name: str | None = None,
+        architecture: str | None = None,
+        scaling_group: str | None = None,
+        startup_timeout: float = 600,
+        batch_timeout: int | None = None,
+        poll_interval: float = 15,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.image = image
+        self.command = command
+        self.bootstrap_script = bootstrap_script
+        self.backend_ai_conn_id = backend_ai_conn_id
+        self.session_name = session_name
+        self.session_resources = resources
+        self.vfolder_mounts = vfolder_mounts
+        self.mount_map = mount_map
+        self.environment = environment
+        self.cluster_size = params.check_cluster_size(cluster_size)
+        self.cluster_mode = params.check_choice("cluster_mode", cluster_mode, params.CLUSTER_MODES)
+        self.domain_name = domain_name
+        self.group_name = group_name
+        self.architecture = architecture
+        self.scaling_group = scaling_group
+        self.startup_timeout = params.check_positive_number("startup_timeout", startup_timeout)
+        timeout = params.check_optional_positive_number("batch_timeout", batch_timeout)
+        self.batch_timeout = None if timeout is None else max(1, round(timeout))
+        self.poll_interval = params.check_positive_number("poll_interval", poll_interval)
+        self.session_id: str | None = None
+        self._check_session_fields(only_rendered=True)
+
+    def _check_session_fields(self, *, only_rendered: bool) -> dict[str, Any]:
+        """
+        Validate the templated session fields and return them normalised.
+
+        At construction (``only_rendered``) values that still hold templates are skipped; after rendering
+        every value is checked.
+        """
+
+        def check(name: str, value: Any, checker: Any) -> Any:
+            if only_rendered and _is_unrendered(value):
+                return value
+            return checker(value)
+
+        return {
+            "image": check("image", self.image, lambda v: params.check_non_empty_string("image", v)),
+            "command": check("command", self.command, lambda v: params.check_non_empty_string("command", v)),
+            "session_name": check(
+                "session_name",
+                self.session_name,
+                lambda v: None if v is None else params.check_session_name(v),
+            ),
+            "resources": check("resources", self.session_resources, params.check_resources),
+            "vfolder_mounts": check(
+                "vfolder_mounts", self.vfolder_mounts, lambda v: params.check_string_list("vfolder_mounts", v)
+            ),
+            "mount_map": check(
+                "mount_map", self.mount_map, lambda v: params.check_string_mapping("mount_map", v)
+            ),
+            "environment": check(
+                "environment", self.environment, lambda v: params.check_string_mapping("environment", v)
+            ),
+        }
+
+    @cached_property
+    def hook(self) -> BackendAIHook:
+        return BackendAIHook(backend_ai_conn_id=self.backend_ai_conn_id)
+
+    def session_spec(self, context: Context) -> BatchSessionSpec:
+        """The session to create, from the rendered fields; raises ``ValueError`` for invalid values."""
+        fields = self._check_session_fields(only_rendered=False)
+        ti = context["ti"]
+        name = fields["session_name"] or params.default_session_name(
+            ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1), ti.try_number
+        )
+        return BatchSessionSpec(
+            image=fields["image"],
+            command=fields["command"],
+            name=name,
+            bootstrap_script=self.bootstrap_script or None,
+            resources=fields["resources"],
+            vfolder_mounts=fields["vfolder_mounts"],
+            mount_map=fields["mount_map"],
+            environment=fields["environment"],
+            cluster_size=self.cluster_size,
+            cluster_mode=self.cluster_mode,
+            domain_name=self.domain_name,
+            group_name=self.group_name,
+            batch_timeout=self.batch_timeout,
+            architecture=self.architecture,
+            scaling_group=self.scaling_group,
+        )
+
+    def create_session(self, context: Context, spec: BatchSessionSpec) -> str:
+        """Enqueue the session and record its id at once, so that every later path can clean it up."""
+        created = self.hook.create_batch_session(spec)
+        self.session_id = created.session_id
+        self.log.info("Created Backend.AI batch session %s (%s)", created.session_id, created.name)
+        context["ti"].xcom_push(key="session_id", value=created.session_id)
+        context["ti"].xcom_push(key="session_name", value=created.name)
+        return created.session_id
+
+    def destroy_session(self, reason: str) -> None:
+        if self.session_id is None:
+            return
+        if self.hook.destroy_session(self.session_id):
+            self.log.info("Destroyed Backend.AI session %s (%s)", self.session_id, reason)
+        else:
+            self.log.info("Backend.AI session %s was already gone", self.session_id)
+
+    def on_kill(self) -> None:
+        """
+        Destroy the session when the task is killed, unless told to keep it.
+
+        This may run on another thread than ``execute``, so it uses a hook (and SDK session) of its own.
+        """
+        if self.session_id is None or getattr(self, "on_finish_action", "destroy") == "keep":
+            return
+        try:
+            if BackendAIHook(backend_ai_conn_id=self.backend_ai_conn_id).destroy_session(self.session_id):
+                self.log.info("Destroyed Backend.AI session %s because the task was killed", self.session_id)
+        except Exception:
+            self.log.exception("Could not destroy Backend.AI session %s on kill", self.session_id)
+
+
+class BackendAIRunBatchOperator(_BackendAISessionOperator):
+    """
+    Run a command in a Backend.AI batch session, wait for it to end, and return its result and log.
+
+    The session runs ``bootstrap_script`` and then ``command``; the task succeeds when the command exits 0.
+    The container log is written into the task log and returned (truncated) in the XCom value
+    ``{"session_id", "session_name", "status", "result", "status_info", "logs"}``. A failed, timed out or
+    cancelled job raises :class:`~airflow.providers.backend.ai.exceptions.BackendAIJobFailedError` quoting
+    the end of the log. The session is destroyed at the end according to ``on_finish_action``.
+
+    .. seealso::
+        For more information on how to use this operator, take a look at the guide:
+        :ref:`howto/operator:BackendAIRunBatchOperator` and the connection :ref:`howto/connection:backend_ai`.
+
+    :param image: Container image of the session, e.g. ``cr.backend.ai/stable/python:3.9-ubuntu20.04``. (templated)
+    :param command: Shell command the batch session runs; the job. (templated)
+    :param bootstrap_script: Script run in the container before ``command``. (templated)
+    :param backend_ai_conn_id: The ``backend_ai`` connection to use.
+    :param session_name: Session name (4-64 characters of letters, digits, ``_.-``). By default a name derived
+        from the Dag, task, run and try, unique per try, so a retry never reuses an earlier session. (templated)
+    :param resources: Backend.AI resource slots, e.g. ``{"cpu": 4, "mem": "8g", "cuda.devices": 1}``. Stored in
+        the ``session_resources`` attribute: ``resources`` belongs to ``BaseOperator``. (templated)
+    :param vfolder_mounts: Names of existing virtual folders to mount. (templated)
+    :param mount_map: Mount path per virtual folder, e.g. ``{"data": "/home/work/data"}``. (templated)
+    :param environment: Environment variables of the session. (templated)
+    :param cluster_size: Number of containers of the session.
+    :param cluster_mode: ``single-node`` or ``multi-node``.
+    :param domain_name: Domain of the session; the connection's by default.
+    :param group_name: Project (group) of the session; the connection's by default.
+    :param architecture: CPU architecture of the image; the worker's by default (as the SDK does).
+    :param scaling_group: Resource group (scaling group) to schedule the session in.
+    :param startup_timeout: Seconds the session may take to start running; then it is destroyed and the task
+        fails with :class:`~airflow.providers.backend.ai.exceptions.BackendAIStartupTimeoutError`.
+    :param batch_timeout: Seconds the job may run; Backend.AI then kills it and the task fails.
+    :param poll_interval: Longest pause between two status reads, in seconds. Reads start every 0.5 s and slow
+        down to this interval, so short jobs finish promptly and long ones cost few requests.
+    :param on_finish_action: ``destroy`` (default) the session at the end, ``keep`` it, or
+        ``destroy_on_success`` (keep failed sessions for debugging). A job that did not end (startup timeout,
+        killed task) is destroyed unless the action is ``keep``.
+    :param xcom_log_limit: Characters of the log kept in the XCom value (the end of the log is kept).
+    :param deferrable: Wait in the triggerer instead of occupying a worker slot.
+    """
+
+    def __init__(
+        self,
+        *,
+        on_finish_action: str = "destroy",
+        xcom_log_limit: int = DEFAULT_XCOM_LOG_LIMIT,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.on_finish_action = params.check_choice(
+            "on_finish_action", on_finish_action, params.ON_FINISH_ACTIONS
+        )
+        if isinstance(xcom_log_limit, bool) or not isinstance(xcom_log_limit, int) or xcom_log_limit < 0:
+            raise ValueError(f"Invalid xcom_log_limit {xcom_log_limit!r}: expected a non-negative integer")
+        self.xcom_log_limit = xcom_log_limit
+        self.deferrable = deferrable
+        self.effective_session_name: str | None = None
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        spec = self.session_spec(context)
+        with self.hook.get_conn():
+            session_id = self.create_session(context, spec)
+            try:
+                if self.deferrable:
+                    facts = self.hook.get_session_facts(session_id)
+                else:
+                    facts = wait_for_session(
+                        self.hook,
+                        session_id,
+                        startup_timeout=self.startup_timeout,
+                        poll_interval=self.poll_interval,
+                        log=self.log,
+                    )
+            except BaseException:
+                self._tear_down(None)
+                raise
+            if facts.verdict is not Verdict.RUNNING:
+                return self._finish(facts, spec.name)
+        self._defer(session_id, spec.name)
+
+    def _defer(self, session_id: str, session_name: str) -> NoReturn:
+        """
+        Hand the waiting to the triggerer with absolute deadlines.
+
+        Airflow does not enforce ``execution_timeout`` once a task is deferred, and a deferral that times out
+        on Airflow's side never reaches ``execute_complete``, so the trigger enforces the deadlines itself
+        (and reports a ``timeout`` event, which destroys the session); Airflow's own timeout is a backstop.
+        """
+        from airflow.providers.backend.ai.triggers.backend_ai import BackendAISessionTrigger
+
+        now = time.time()
+        run_limit = self.batch_timeout or (
+            self.execution_timeout.total_seconds() if self.execution_timeout else None
+        )
+        end_deadline = None if run_limit is None else now + self.startup_timeout + run_limit + DEFERRAL_GRACE
+        self.defer(
+            trigger=BackendAISessionTrigger(
+                session_id=session_id,
+                backend_ai_conn_id=self.backend_ai_conn_id,
+                poll_interval=self.poll_interval,
+                session_name=session_name,
+                startup_deadline=now + self.startup_timeout,
+                end_deadline=end_deadline,
+                destroy_on_kill=self.on_finish_action != "keep",
+            ),
+            method_name="execute_complete",
+            timeout=None if end_deadline is None else timedelta(seconds=end_deadline - now + DEFERRAL_GRACE),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Resume after the trigger fired: the same outcome, log and teardown as the worker path."""
+        event = validate_trigger_event(event)
+        self.session_id = event["session_id"]
+        with self.hook.get_conn():
+            if event["status"] in ("success", "failed"):
+                return self._finish(facts_from_event(event), event["session_name"])
+            self._tear_down(None)
+        if event["status"] == "timeout":
+            raise BackendAIStartupTimeoutError(
+                f"{event['message']}; the session was destroyed"
+                if self.on_finish_action != "keep"
+                else event["message"],
+                session_id=event["session_id"],
+                status=event["session_status"],
+                status_info=event["status_info"],
+            )
+        raise BackendAIException(event["message"])
+
+    def _finish(self, facts: SessionFacts, session_name: str | None) -> dict[str, Any]:
+        """Write the log, apply ``on_finish_action`` and return the XCom value (or raise the job's failure)."""
+        try:
+            logs = self.hook.get_session_logs(facts.session_id)
+            write_log_to_task_log(self.log, facts.session_id, logs)
+            return finish_batch(facts, logs, session_name=session_name, xcom_log_limit=self.xcom_log_limit)
+        finally:
+            self._tear_down(facts)
+
+    def _tear_down(self, facts: SessionFacts | None) -> None:
+        """Destroy or keep the session per ``on_finish_action``; ``facts`` is None if the job did not end."""
+        verdict = facts.verdict if facts is not None else None
+        if should_destroy(self.on_finish_action, verdict):
+            self.destroy_session("the job ended" if verdict is not None else "the job did not end")
+        else:
+            self.log.info(
+                "Keeping Backend.AI session %s (on_finish_action=%s)", self.session_id, self.on_finish_action
+            )
+
+
+class BackendAICreateSessionOperator(_BackendAISessionOperator):
+    """
+    Create a Backend.AI batch session and return ``{"session_id", "session_name"}`` without waiting for its end.
+
+    Use it with :class:`~airflow.providers.backend.ai.sensors.backend_ai.BackendAISessionSensor` and
+    :class:`BackendAIDestroySessionOperator` when waiting and cleaning up are separate tasks. The session is
+    destroyed if this task fails or is killed before handing it over.
+
+    .. seealso::
+        :ref:`howto/operator:BackendAICreateSessionOperator`
+
+    Takes the session parameters of :class:`BackendAIRunBatchOperator` (from ``image`` to ``poll_interval``),
+    plus:
+
+    :param wait_for_start: Wait (up to ``startup_timeout``) until the session has started running.
+    """
+
+    def __init__(self, *, wait_for_start: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.wait_for_start = wait_for_start
+
+    def execute(self, context: Context) -> dict[str, str]:
+        spec = self.session_spec(context)
+        with self.hook.get_conn():
+            session_id = self.create_session(context, spec)
+            handed_over = False
+            try:
+                if self.wait_for_start:
+                    wait_for_session(
+                        self.hook,
+                        session_id,
+                        startup_timeout=self.startup_timeout,
+                        poll_interval=self.poll_interval,
+                        log=self.log,
+                        until_started=True,
+                    )
+                handed_over = True
+            finally:
+                if not handed_over:
+                    self.destroy_session("the task failed before handing the session over")
+        return {"session_id": session_id, "session_name": spec.name}
+
+
+class BackendAIDestroySessionOperator(BaseOperator):
+    """
+    Destroy a Backend.AI session; succeed if it is already gone. Suited to ``trigger_rule="all_done"`` cleanup.
+
+    .. seealso::
+        :ref:`howto/operator:BackendAIDestroySessionOperator`
+
+    :param session_id: Session id, or the name of a live session. (templated)
+    :param backend_ai_conn_id: The ``backend_ai`` connection to use.
+    :param forced: Skip the graceful termination.
+    """
+
+    template_fields: Sequence[str] = ("session_id",)
+
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        backend_ai_conn_id: str = BackendAIHook.default_conn_name,
+        forced: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.session_id = session_id
+        self.backend_ai_conn_id = backend_ai_conn_id
+        self.forced = forced
+
+    def execute(self, context: Context) -> bool:
+        session = params.check_non_empty_string("session_id", self.session_id)
+        hook = BackendAIHook(backend_ai_conn_id=self.backend_ai_conn_id)
+        if hook.destroy_session(session, forced=self.forced):
+            self.log.info("Destroyed Backend.AI session %s", session)
+            return True
+        self.log.info("Backend.AI session %s was already gone; nothing to destroy", session)
+        return False

@@ -1,0 +1,93 @@
+# Licensed to the Apache Software Foundation (ASF) under one
+# or more contributor license agreements.  See the NOTICE file
+# distributed with this work for additional information
+# regarding copyright ownership.  The ASF licenses this file
+# to you under the Apache License, Version 2.0 (the
+# "License"); you may not use this file except in compliance
+# with the License.  You may obtain a copy of the License at
+#
+#   http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing,
+# software distributed under the License is distributed on an
+# "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY
+# KIND, either express or implied.  See the License for the
+# specific language governing permissions and limitations
+# under the License.
+"""Sensor that waits for a Backend.AI batch session's job to end."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import AirflowFailException, BaseSensorOperator
+
+from airflow.providers.backend.ai.exceptions import BackendAINotFoundError
+from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
+from airflow.providers.backend.ai.utils.outcome import describe_failure
+from airflow.providers.backend.ai.utils.session_state import Verdict
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from airflow.providers.common.compat.sdk import Context
+
+
+class BackendAISessionSensor(BaseSensorOperator):
+    """
+    Wait until a Backend.AI batch session's job has ended; fail (without retries) if it did not succeed.
+
+    Works in ``poke`` and ``reschedule`` mode. The job counts as ended as soon as Backend.AI knows its
+    result, which is seconds before the session reaches TERMINATED.
+
+    .. seealso::
+        :ref:`howto/operator:BackendAISessionSensor`
+
+    :param session_id: Id of the session to watch, typically from :class:`BackendAICreateSessionOperator`'s
+        XCom. (templated)
+    :param session_name: Name of the session to watch, instead of its id; the newest session of this name is
+        watched. (templated)
+    :param backend_ai_conn_id: The ``backend_ai`` connection to use.
+    """
+
+    template_fields: Sequence[str] = ("session_id", "session_name")
+
+    def __init__(
+        self,
+        *,
+        session_id: str | None = None,
+        session_name: str | None = None,
+        backend_ai_conn_id: str = BackendAIHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if (session_id is None) == (session_name is None):
+            raise ValueError("Pass exactly one of session_id and session_name to BackendAISessionSensor")
+        self.session_id = session_id
+        self.session_name = session_name
+        self.backend_ai_conn_id = backend_ai_conn_id
+
+    @cached_property
+    def hook(self) -> BackendAIHook:
+        return BackendAIHook(backend_ai_conn_id=self.backend_ai_conn_id)
+
+    def _session_id(self) -> str:
+        if self.session_id:
+            return str(self.session_id)
+        try:
+            self.session_id = self.hook.find_session_id(str(self.session_name))
+        except BackendAINotFoundError as exc:
+            raise AirflowFailException(f"No Backend.AI session is named {self.session_name!r}") from exc
+        return self.session_id
+
+    def poke(self, context: Context) -> bool:
+        session_id = self._session_id()
+        try:
+            facts = self.hook.get_session_facts(session_id)
+        except BackendAINotFoundError as exc:
+            raise AirflowFailException(f"Backend.AI session {session_id} does not exist") from exc
+        self.log.info("Session %s is %s (result %s)", session_id, facts.status, facts.result)
+        if facts.verdict is Verdict.FAILED:
+            raise AirflowFailException(f"Backend.AI session {session_id}: {describe_failure(facts)}")
+        return facts.verdict is Verdict.SUCCEEDED

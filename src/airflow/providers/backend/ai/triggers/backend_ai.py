@@ -1,0 +1,186 @@
+# Licensed to the Apache Software Foundation (ASF) under one
+# or more contributor license agreements.  See the NOTICE file
+# distributed with this work for additional information
+# regarding copyright ownership.  The ASF licenses this file
+# to you under the Apache License, Version 2.0 (the
+# "License"); you may not use this file except in compliance
+# with the License.  You may obtain a copy of the License at
+#
+#   http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing,
+# software distributed under the License is distributed on an
+# "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY
+# KIND, either express or implied.  See the License for the
+# specific language governing permissions and limitations
+# under the License.
+"""Trigger that watches a Backend.AI batch session from the triggerer until its job ends."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import itertools
+import sys
+import time
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow.providers.backend.ai.exceptions import BackendAIException
+from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
+from airflow.providers.backend.ai.utils.session_state import Verdict
+from airflow.providers.backend.ai.utils.trigger_events import error_payload, event_payload
+from airflow.providers.backend.ai.utils.waiting import poll_delays
+from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+_SDK_MODULE = "ai.backend.client.func.session"
+
+
+async def _load_sdk_off_loop() -> None:
+    """Import the SDK (about a second of CPU) in a thread, so the triggerer's event loop never stalls on it."""
+    if _SDK_MODULE not in sys.modules:
+        await asyncio.to_thread(importlib.import_module, _SDK_MODULE)
+
+
+class BackendAISessionTrigger(BaseTrigger):
+    """
+    Watch a batch session until its job ends, then yield one event with the facts (never a verdict).
+
+    The event's ``status`` is ``success`` or ``failed`` when the job ended, ``timeout`` when a deadline
+    passed, and ``error`` when the API kept failing after retries. The trigger never destroys the session on
+    its own: a triggerer restart must not kill the job. Only a user's kill or clear of the deferred task does
+    (``on_kill`` on Airflow 3.3+, ``cleanup`` once the task is no longer deferred on Airflow 2).
+
+    :param session_id: Id of the session to watch.
+    :param backend_ai_conn_id: The ``backend_ai`` connection to use.
+    :param poll_interval: Longest pause between two status reads, in seconds.
+    :param session_name: Name of the session, reported back in the event.
+    :param startup_deadline: Unix time by which the session must have started, or None.
+    :param end_deadline: Unix time by which the job must have ended, or None.
+    :param destroy_on_kill: Destroy the session when the user kills or clears the deferred task.
+    """
+
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        backend_ai_conn_id: str = BackendAIHook.default_conn_name,
+        poll_interval: float = 15,
+        session_name: str | None = None,
+        startup_deadline: float | None = None,
+        end_deadline: float | None = None,
+        destroy_on_kill: bool = True,
+    ) -> None:
+        super().__init__()
+        self.session_id = session_id
+        self.backend_ai_conn_id = backend_ai_conn_id
+        self.poll_interval = poll_interval
+        self.session_name = session_name
+        self.startup_deadline = startup_deadline
+        self.end_deadline = end_deadline
+        self.destroy_on_kill = destroy_on_kill
+        self._event_yielded = False
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "session_id": self.session_id,
+                "backend_ai_conn_id": self.backend_ai_conn_id,
+                "poll_interval": self.poll_interval,
+                "session_name": self.session_name,
+                "startup_deadline": self.startup_deadline,
+                "end_deadline": self.end_deadline,
+                "destroy_on_kill": self.destroy_on_kill,
+            },
+        )
+
+    @cached_property
+    def hook(self) -> BackendAIHook:
+        return BackendAIHook(backend_ai_conn_id=self.backend_ai_conn_id)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        await _load_sdk_off_loop()
+        try:
+            async with self.hook.get_async_conn():
+                event = await self._watch()
+        except BackendAIException as exc:
+            message = f"Watching Backend.AI session {self.session_id} failed: {exc}"
+            event = TriggerEvent(error_payload(self.session_id, self.session_name, message))
+        self._event_yielded = True
+        yield event
+
+    async def _watch(self) -> TriggerEvent:
+        delays = poll_delays(self.poll_interval)
+        last_status = None
+        for reads in itertools.count():
+            facts = await self.hook.a_get_session_facts(self.session_id)
+            if facts.status != last_status:
+                self.log.info("Session %s is %s %s", self.session_id, facts.status, facts.status_info or "")
+                last_status = facts.status
+            verdict = facts.verdict
+            if verdict is not Verdict.RUNNING:
+                status = "success" if verdict is Verdict.SUCCEEDED else "failed"
+                return TriggerEvent(
+                    event_payload(status, facts, self.session_name, f"The job ended: {facts.result}")
+                )
+            now = time.time()
+            deadline = self.end_deadline
+            if not facts.has_started and self.startup_deadline is not None:
+                deadline = self.startup_deadline if deadline is None else min(deadline, self.startup_deadline)
+            if deadline is not None and now >= deadline:
+                what = "start" if not facts.has_started else "end"
+                message = f"The session did not {what} in time (status {facts.status})"
+                return TriggerEvent(event_payload("timeout", facts, self.session_name, message))
+            delay = delays[min(reads, len(delays) - 1)]
+            await asyncio.sleep(delay if deadline is None else max(0.0, min(delay, deadline - now)))
+        raise AssertionError("unreachable")
+
+    async def on_kill(self) -> None:
+        """Airflow 3.3+: the user killed, cleared or marked the deferred task; destroy the session (idempotent)."""
+        if self.destroy_on_kill:
+            await self._destroy("the deferred task was killed or cleared")
+
+    async def cleanup(self) -> None:
+        """
+        Before Airflow 3.3 there is no ``on_kill`` for triggers: destroy here, but only if the task is no longer deferred.
+
+        ``cleanup`` also runs on every triggerer restart or trigger redistribution, when the task is still
+        DEFERRED; the session must then survive so that the next triggerer can pick it up.
+        """
+        if AIRFLOW_V_3_0_PLUS or self._event_yielded or not self.destroy_on_kill:
+            return  # 3.3+ has on_kill; 3.0-3.2 give a trigger no safe way to tell (see the docs)
+        if await asyncio.to_thread(self._task_is_still_deferred):
+            return
+        await self._destroy("the deferred task is no longer deferred")
+
+    def _task_is_still_deferred(self) -> bool:
+        """Airflow 2: read the task instance's state from the database (False if it cannot be found)."""
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.session import create_session
+        from airflow.utils.state import TaskInstanceState
+
+        ti = self.task_instance
+        if ti is None:
+            return True  # unknown: err on the side of keeping the job
+        with create_session() as db:
+            state = (
+                db.query(TaskInstance.state)
+                .filter_by(dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, map_index=ti.map_index)
+                .scalar()
+            )
+        return state == TaskInstanceState.DEFERRED
+
+    async def _destroy(self, reason: str) -> None:
+        try:
+            if await BackendAIHook(backend_ai_conn_id=self.backend_ai_conn_id).a_destroy_session(
+                self.session_id
+            ):
+                self.log.info("Destroyed Backend.AI session %s: %s", self.session_id, reason)
+        except Exception:
+            self.log.exception("Could not destroy Backend.AI session %s", self.session_id)

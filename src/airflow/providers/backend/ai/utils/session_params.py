@@ -1,0 +1,158 @@
+# Licensed to the Apache Software Foundation (ASF) under one
+# or more contributor license agreements.  See the NOTICE file
+# distributed with this work for additional information
+# regarding copyright ownership.  The ASF licenses this file
+# to you under the Apache License, Version 2.0 (the
+# "License"); you may not use this file except in compliance
+# with the License.  You may obtain a copy of the License at
+#
+#   http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing,
+# software distributed under the License is distributed on an
+# "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY
+# KIND, either express or implied.  See the License for the
+# specific language governing permissions and limitations
+# under the License.
+"""
+Validation of the operators' session parameters and the default session name.
+
+Every check raises ``ValueError`` naming the parameter and what it accepts; the operators call these at
+construction and again after rendering templates, so invalid input never creates a session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+ON_FINISH_ACTIONS = ("destroy", "keep", "destroy_on_success")
+CLUSTER_MODES = ("single-node", "multi-node")
+#: Backend.AI session names: 4-64 word characters, dots and dashes, starting and ending with a word character.
+SESSION_NAME_PATTERN = re.compile(r"^(?=.{4,64}\Z)\w[\w.-]*\w\Z")
+#: A resource slot name: ``cpu``, ``mem``, ``cuda.devices``, ``cuda.shares``, ``rocm.device``, ...
+_SLOT_NAME = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)*\Z")
+#: A slot amount: a number with an optional binary-size suffix (``4``, ``0.5``, ``8g``, ``512m``, ``1.5GiB``).
+_SLOT_AMOUNT = re.compile(r"^\d+(\.\d+)?\s*([kmgtpe](i?b)?|b)?\Z", re.IGNORECASE)
+_NAME_UNSAFE = re.compile(r"[^\w.-]+", re.ASCII)
+
+
+def check_choice(parameter: str, value: Any, accepted: tuple[str, ...]) -> str:
+    if value not in accepted:
+        raise ValueError(
+            f"Invalid {parameter} {value!r}: accepted values are {', '.join(map(repr, accepted))}"
+        )
+    return value
+
+
+def check_positive_number(parameter: str, value: Any) -> float:
+    """Accept a positive, finite int or float (or its string form, as templates render)."""
+    try:
+        number = float(value)
+        if isinstance(value, bool) or not 0 < number < float("inf"):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ValueError(f"Invalid {parameter} {value!r}: expected a positive number of seconds") from None
+    return number
+
+
+def check_optional_positive_number(parameter: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        return check_positive_number(parameter, value)
+    except ValueError:
+        raise ValueError(
+            f"Invalid {parameter} {value!r}: expected a positive number of seconds or None"
+        ) from None
+
+
+def check_cluster_size(value: Any) -> int:
+    try:
+        size = int(value)
+        if isinstance(value, bool) or size != float(value) or size < 1:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ValueError(f"Invalid cluster_size {value!r}: expected an integer of at least 1") from None
+    return size
+
+
+def check_session_name(value: Any) -> str:
+    if not isinstance(value, str) or not SESSION_NAME_PATTERN.match(value):
+        raise ValueError(
+            f"Invalid session_name {value!r}: expected 4-64 characters of letters, digits, '_', '.' and '-', "
+            "starting and ending with a letter, digit or '_'"
+        )
+    return value
+
+
+def check_non_empty_string(parameter: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"Invalid {parameter} {value!r}: expected a non-empty string")
+    return value
+
+
+def check_resources(value: Any) -> dict[str, str | int]:
+    """Resource slots such as ``{"cpu": 4, "mem": "8g", "cuda.devices": 1}``; amounts are numbers or sizes."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"Invalid resources {value!r}: expected a mapping of slot name to amount")
+    slots: dict[str, str | int] = {}
+    for slot, amount in value.items():
+        if not isinstance(slot, str) or not _SLOT_NAME.match(slot):
+            raise ValueError(
+                f"Invalid resources slot name {slot!r}: expected names like 'cpu', 'mem' or 'cuda.devices'"
+            )
+        if isinstance(amount, bool) or not (
+            (isinstance(amount, int | float) and amount > 0)
+            or (isinstance(amount, str) and _SLOT_AMOUNT.match(amount))
+        ):
+            raise ValueError(
+                f"Invalid resources[{slot!r}] {amount!r}: expected a positive number or a size such as '8g'"
+            )
+        slots[slot] = amount if isinstance(amount, str | int) else str(amount)
+    return slots
+
+
+def check_string_mapping(parameter: str, value: Any) -> dict[str, str]:
+    """A mapping of strings to strings (environment variables, mount points); values are converted to str."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"Invalid {parameter} {value!r}: expected a mapping of strings")
+    result: dict[str, str] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"Invalid {parameter} key {key!r}: expected a non-empty string")
+        if item is None or isinstance(item, Mapping | list | tuple | set):
+            raise ValueError(f"Invalid {parameter}[{key!r}] {item!r}: expected a string")
+        result[key] = str(item)
+    return result
+
+
+def check_string_list(parameter: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str) or not all(isinstance(item, str) and item for item in value):
+        raise ValueError(f"Invalid {parameter} {value!r}: expected a list of non-empty strings")
+    return tuple(value)
+
+
+def default_session_name(dag_id: str, task_id: str, run_id: str, map_index: int, try_number: int) -> str:
+    """
+    Derive a valid session name that is unique per task try.
+
+    The readable part (Dag and task ids) is sanitised and shortened; a hash of every identifying field keeps
+    names of different runs, mapped instances and tries apart, so a retry never reuses the previous try's
+    session through Backend.AI's same-name reuse.
+    """
+    digest = hashlib.sha256(f"{dag_id}\n{task_id}\n{run_id}\n{map_index}\n{try_number}".encode()).hexdigest()[
+        :12
+    ]
+    suffix = f"-t{try_number}-{digest}"
+    readable = _NAME_UNSAFE.sub("-", f"{dag_id}-{task_id}").strip("-.") or "task"
+    readable = readable[: 64 - len("af-") - len(suffix)].rstrip("-.")
+    return f"af-{readable}{suffix}"
