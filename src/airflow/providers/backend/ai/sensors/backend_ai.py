@@ -18,20 +18,33 @@
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowFailException, BaseSensorOperator
+from airflow.providers.common.compat.sdk import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    BaseSensorOperator,
+    conf,
+)
 
 from airflow.providers.backend.ai.exceptions import BackendAINotFoundError
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
 from airflow.providers.backend.ai.utils.outcome import describe_failure
 from airflow.providers.backend.ai.utils.session_state import Verdict
+from airflow.providers.backend.ai.utils.trigger_events import facts_from_event, validate_trigger_event
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.providers.common.compat.sdk import Context
+
+
+#: Seconds Airflow's deferral timeout waits beyond the trigger's own deadline (which reports it properly).
+DEFERRAL_BACKSTOP = 60
 
 
 class BackendAISessionSensor(BaseSensorOperator):
@@ -49,6 +62,8 @@ class BackendAISessionSensor(BaseSensorOperator):
     :param session_name: Name of the session to watch, instead of its id; the newest session of this name is
         watched. (templated)
     :param backend_ai_conn_id: The ``backend_ai`` connection to use.
+    :param deferrable: Wait in the triggerer (with :class:`BackendAISessionTrigger`) instead of poking from a
+        worker. The sensor never destroys the session: it did not create it.
     """
 
     template_fields: Sequence[str] = ("session_id", "session_name")
@@ -59,9 +74,11 @@ class BackendAISessionSensor(BaseSensorOperator):
         session_id: str | None = None,
         session_name: str | None = None,
         backend_ai_conn_id: str = BackendAIHook.default_conn_name,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.deferrable = deferrable
         if (session_id is None) == (session_name is None):
             raise ValueError("Pass exactly one of session_id and session_name to BackendAISessionSensor")
         self.session_id = session_id
@@ -91,3 +108,36 @@ class BackendAISessionSensor(BaseSensorOperator):
         if facts.verdict is Verdict.FAILED:
             raise AirflowFailException(f"Backend.AI session {session_id}: {describe_failure(facts)}")
         return facts.verdict is Verdict.SUCCEEDED
+
+    def execute(self, context: Context) -> None:
+        if not self.deferrable:
+            super().execute(context)
+            return
+        if self.poke(context):
+            return
+        from airflow.providers.backend.ai.triggers.backend_ai import BackendAISessionTrigger
+
+        timeout = float(self.timeout.total_seconds() if isinstance(self.timeout, timedelta) else self.timeout)
+        self.defer(
+            trigger=BackendAISessionTrigger(
+                session_id=self._session_id(),
+                backend_ai_conn_id=self.backend_ai_conn_id,
+                poll_interval=float(self.poke_interval),
+                end_deadline=time.time() + timeout,
+                destroy_on_kill=False,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=timeout + DEFERRAL_BACKSTOP),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> None:
+        """Judge the trigger's event exactly as :meth:`poke` judges a status read."""
+        event = validate_trigger_event(event)
+        if event["status"] == "success":
+            return
+        if event["status"] == "failed":
+            facts = facts_from_event(event)
+            raise AirflowFailException(f"Backend.AI session {facts.session_id}: {describe_failure(facts)}")
+        if event["status"] == "timeout":
+            raise AirflowSensorTimeout(f"Sensor timed out: {event['message']}")
+        raise AirflowException(event["message"])

@@ -58,7 +58,7 @@ def wait_for_session(
 
     :raises BackendAIStartupTimeoutError: the session did not start within ``startup_timeout`` seconds.
     """
-    startup_deadline = time.monotonic() + startup_timeout
+    startup_deadline = time.time() + startup_timeout
     delays = poll_delays(poll_interval)
     last_status = None
     for reads in itertools.count():
@@ -70,7 +70,7 @@ def wait_for_session(
             return facts
         delay = delays[min(reads, len(delays) - 1)]
         if not facts.has_started:
-            remaining = startup_deadline - time.monotonic()
+            remaining = startup_deadline - time.time()
             if remaining <= 0:
                 raise BackendAIStartupTimeoutError(
                     f"Session {session_id} did not start within startup_timeout={startup_timeout:g}s; "

@@ -1,0 +1,413 @@
+# Licensed to the Apache Software Foundation (ASF) under one
+# or more contributor license agreements.  See the NOTICE file
+# distributed with this work for additional information
+# regarding copyright ownership.  The ASF licenses this file
+# to you under the Apache License, Version 2.0 (the
+# "License"); you may not use this file except in compliance
+# with the License.  You may obtain a copy of the License at
+#
+#   http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing,
+# software distributed under the License is distributed on an
+# "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY
+# KIND, either express or implied.  See the License for the
+# specific language governing permissions and limitations
+# under the License.
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+import time_machine
+from airflow.providers.common.compat.sdk import TaskDeferred
+
+from airflow.providers.backend.ai.exceptions import (
+    BackendAIException,
+    BackendAIJobFailedError,
+    BackendAIStartupTimeoutError,
+    BackendAITransientError,
+)
+from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook, CreatedSession
+from airflow.providers.backend.ai.operators.backend_ai import (
+    BackendAICreateSessionOperator,
+    BackendAIDestroySessionOperator,
+    BackendAIRunBatchOperator,
+)
+from airflow.providers.backend.ai.triggers.backend_ai import BackendAISessionTrigger
+from airflow.providers.backend.ai.utils.session_params import SESSION_NAME_PATTERN, default_session_name
+from airflow.providers.backend.ai.utils.session_state import SessionFacts
+
+SID = "3f1c6a7e-2a63-4c56-9b8e-1d2f3a4b5c6d"
+RUNNING = SessionFacts(SID, "RUNNING")
+PREPARING = SessionFacts(SID, "PREPARING")
+SUCCEEDED = SessionFacts(SID, "TERMINATING", "SUCCESS", "task-finished")
+FAILED = SessionFacts(SID, "TERMINATED", "FAILURE", "task-failed")
+TIMED_OUT = SessionFacts(SID, "TERMINATED", "FAILURE", "task-timeout")
+CANCELLED = SessionFacts(SID, "TERMINATED", "UNDEFINED", "user-requested")
+
+
+def operator(**kwargs) -> BackendAIRunBatchOperator:
+    return BackendAIRunBatchOperator(task_id="train", image="python:3.9", command="python train.py", **kwargs)
+
+
+@pytest.fixture
+def context():
+    ti = mock.MagicMock(
+        dag_id="dag", task_id="train", run_id="manual__2026-01-01", map_index=-1, try_number=1
+    )
+    return {"ti": ti}
+
+
+@pytest.fixture
+def hook():
+    """Every hook method the operators call, autospecced; get_conn yields a mock session."""
+    with (
+        mock.patch.object(BackendAIHook, "get_conn", autospec=True) as get_conn,
+        mock.patch.object(BackendAIHook, "create_batch_session", autospec=True) as create,
+        mock.patch.object(BackendAIHook, "get_session_facts", autospec=True) as facts,
+        mock.patch.object(BackendAIHook, "get_session_logs", autospec=True) as logs,
+        mock.patch.object(BackendAIHook, "destroy_session", autospec=True) as destroy,
+    ):
+        create.side_effect = lambda self, spec: CreatedSession(SID, spec.name, True, "PENDING")
+        logs.return_value = "epoch 1\nepoch 2\ndone\n"
+        destroy.return_value = True
+        yield mock.Mock(get_conn=get_conn, create=create, facts=facts, logs=logs, destroy=destroy)
+
+
+@pytest.fixture
+def clock():
+    """Freeze time; every sleep of the wait loop moves it forward instead of waiting."""
+    with time_machine.travel("2026-01-01 00:00:00", tick=False) as traveller, mock.patch(
+        "airflow.providers.backend.ai.utils.waiting.time.sleep", side_effect=traveller.shift
+    ) as sleep:
+        yield sleep
+
+
+class TestValidation:
+    @pytest.mark.parametrize(
+        ("kwargs", "message"),
+        [
+            (
+                {"on_finish_action": "delete"},
+                "Invalid on_finish_action 'delete': accepted values are 'destroy', 'keep', 'destroy_on_success'",
+            ),
+            (
+                {"cluster_mode": "single"},
+                "Invalid cluster_mode 'single': accepted values are 'single-node', 'multi-node'",
+            ),
+            ({"startup_timeout": 0}, "Invalid startup_timeout 0: expected a positive number"),
+            ({"startup_timeout": -5}, "Invalid startup_timeout -5"),
+            ({"poll_interval": "fast"}, "Invalid poll_interval 'fast'"),
+            ({"batch_timeout": 0}, "Invalid batch_timeout 0: expected a positive number of seconds or None"),
+            ({"cluster_size": 0}, "Invalid cluster_size 0: expected an integer of at least 1"),
+            ({"cluster_size": 1.5}, "Invalid cluster_size 1.5"),
+            ({"resources": ["cpu"]}, "Invalid resources ['cpu']: expected a mapping"),
+            ({"resources": {"CPU!": 1}}, "Invalid resources slot name 'CPU!'"),
+            ({"resources": {"mem": "lots"}}, "Invalid resources['mem'] 'lots'"),
+            ({"resources": {"cpu": -1}}, "Invalid resources['cpu'] -1"),
+            ({"resources": {"cpu": True}}, "Invalid resources['cpu'] True"),
+            ({"session_name": "ab"}, "Invalid session_name 'ab': expected 4-64 characters"),
+            ({"session_name": "-leading"}, "Invalid session_name '-leading'"),
+            ({"session_name": "x" * 65}, "Invalid session_name"),
+            ({"environment": {"A": {"nested": 1}}}, "Invalid environment['A']"),
+            ({"environment": "A=1"}, "Invalid environment 'A=1': expected a mapping"),
+            ({"vfolder_mounts": "data"}, "Invalid vfolder_mounts 'data': expected a list"),
+            ({"mount_map": {"data": None}}, "Invalid mount_map['data']"),
+            ({"command": ""}, "Invalid command '': expected a non-empty string"),
+            ({"image": None}, "Invalid image None"),
+            ({"xcom_log_limit": -1}, "Invalid xcom_log_limit -1"),
+        ],
+    )
+    def test_invalid_input_names_the_parameter(self, kwargs, message):
+        base = {"image": "python:3.9", "command": "echo hi"}
+        with pytest.raises(ValueError, match=re.escape(message)):
+            BackendAIRunBatchOperator(task_id="t", **{**base, **kwargs})
+
+    def test_templated_values_are_checked_after_rendering(self, hook, context):
+        op = operator(session_name="{{ params.name }}", resources={"cpu": "{{ params.cpu }}"})
+        op.session_name, op.session_resources = "no", {"cpu": "many"}  # as rendered
+        with pytest.raises(ValueError, match="Invalid session_name 'no'"):
+            op.execute(context)
+        hook.create.assert_not_called()
+
+    def test_resources_are_not_baseoperators(self):
+        op = operator(resources={"cpu": 2, "mem": "4g", "cuda.shares": 0.5})
+        assert op.session_resources == {"cpu": 2, "mem": "4g", "cuda.shares": 0.5}
+        assert "session_resources" in op.template_fields
+
+    def test_defaults(self):
+        op = operator()
+        assert (op.on_finish_action, op.poll_interval, op.startup_timeout, op.batch_timeout) == (
+            "destroy",
+            15,
+            600,
+            None,
+        )
+        assert op.deferrable is False
+
+
+class TestSessionNames:
+    @pytest.mark.parametrize(
+        ("dag_id", "task_id"),
+        [("dag", "train"), ("d" * 200, "t" * 200), ("데이터", "학습"), ("a.b", "c-d"), ("__", "..")],
+    )
+    def test_default_names_are_valid_and_unique_per_try(self, dag_id, task_id):
+        names = {default_session_name(dag_id, task_id, "run", -1, t) for t in (1, 2, 3)}
+        names.add(default_session_name(dag_id, task_id, "other-run", -1, 1))
+        names.add(default_session_name(dag_id, task_id, "run", 7, 1))
+        assert len(names) == 5
+        assert all(SESSION_NAME_PATTERN.match(n) for n in names), names
+
+    def test_default_name_is_stable(self):
+        assert default_session_name("dag", "train", "r", -1, 2) == default_session_name(
+            "dag", "train", "r", -1, 2
+        )
+        assert default_session_name("dag", "train", "r", -1, 2).startswith("af-dag-train-t2-")
+
+
+class TestRunBatchSync:
+    def test_success(self, hook, context, clock):
+        hook.facts.side_effect = [PREPARING, RUNNING, RUNNING, SUCCEEDED]
+        log = mock.MagicMock()
+        with mock.patch.object(
+            BackendAIRunBatchOperator, "log", new_callable=mock.PropertyMock, return_value=log
+        ):
+            result = operator(resources={"cpu": 1}).execute(context)
+        assert result == {
+            "session_id": SID,
+            "session_name": default_session_name("dag", "train", "manual__2026-01-01", -1, 1),
+            "status": "TERMINATING",
+            "result": "SUCCESS",
+            "status_info": "task-finished",
+            "logs": "epoch 1\nepoch 2\ndone\n",
+        }
+        (spec,) = [c.args[1] for c in hook.create.call_args_list]
+        assert (spec.image, spec.command, dict(spec.resources)) == (
+            "python:3.9",
+            "python train.py",
+            {"cpu": 1},
+        )
+        hook.destroy.assert_called_once_with(mock.ANY, SID)
+        context["ti"].xcom_push.assert_any_call(key="session_id", value=SID)
+        assert [c.args[0] for c in clock.call_args_list] == [0.5, 0.75, 1.125]  # adaptive polling
+        lines = [c.args for c in log.info.call_args_list]
+        assert lines[lines.index(("%s", "epoch 1")) :][:3] == [
+            ("%s", "epoch 1"),
+            ("%s", "epoch 2"),
+            ("%s", "done"),
+        ]
+
+    def test_polling_backs_off_to_the_poll_interval(self, hook, context, clock):
+        hook.facts.side_effect = [RUNNING] * 10 + [SUCCEEDED]
+        operator(poll_interval=3).execute(context)
+        assert [c.args[0] for c in clock.call_args_list] == [0.5, 0.75, 1.125, 1.6875, 2.53125, 3, 3, 3, 3, 3]
+
+    @pytest.mark.parametrize(
+        ("final", "reason"),
+        [
+            (FAILED, "the command exited with a non-zero code (task-failed)"),
+            (TIMED_OUT, "batch_timeout expired (task-timeout)"),
+            (CANCELLED, "ended as TERMINATED without a result (user-requested)"),
+            (SessionFacts(SID, "ERROR", "UNDEFINED", "agent-error"), "ended as ERROR"),
+        ],
+    )
+    def test_failures_raise_with_the_reason_and_log_tail(self, hook, context, clock, final, reason):
+        hook.facts.side_effect = [RUNNING, final]
+        with pytest.raises(BackendAIJobFailedError) as err:
+            operator().execute(context)
+        assert reason in str(err.value)
+        assert "done" in err.value.log_tail
+        assert err.value.session_id == SID
+        hook.destroy.assert_called_once_with(mock.ANY, SID)
+
+    @pytest.mark.parametrize(
+        ("action", "final", "destroyed"),
+        [
+            ("destroy", SUCCEEDED, True),
+            ("destroy", FAILED, True),
+            ("keep", SUCCEEDED, False),
+            ("keep", FAILED, False),
+            ("destroy_on_success", SUCCEEDED, True),
+            ("destroy_on_success", FAILED, False),
+        ],
+    )
+    def test_on_finish_action(self, hook, context, clock, action, final, destroyed):
+        hook.facts.side_effect = [final]
+        with pytest.raises(BackendAIJobFailedError) if final is FAILED else mock.MagicMock():
+            operator(on_finish_action=action).execute(context)
+        assert hook.destroy.called is destroyed
+
+    @pytest.mark.parametrize(
+        ("action", "destroyed"), [("destroy", True), ("destroy_on_success", True), ("keep", False)]
+    )
+    def test_startup_timeout_destroys_unless_keep(self, hook, context, clock, action, destroyed):
+        hook.facts.return_value = SessionFacts(SID, "PREPARING", status_info="pulling image")
+        with pytest.raises(
+            BackendAIStartupTimeoutError,
+            match="did not start within startup_timeout=10s; last status PREPARING",
+        ):
+            operator(startup_timeout=10, on_finish_action=action).execute(context)
+        assert hook.destroy.called is destroyed
+        assert sum(c.args[0] for c in clock.call_args_list) == pytest.approx(10)
+
+    def test_monitoring_failure_destroys_the_running_job(self, hook, context, clock):
+        hook.facts.side_effect = [RUNNING, BackendAITransientError("read", status=503)]
+        with pytest.raises(BackendAITransientError):
+            operator(on_finish_action="destroy_on_success").execute(context)
+        hook.destroy.assert_called_once_with(mock.ANY, SID)
+
+    def test_failed_creation_destroys_nothing(self, hook, context):
+        hook.create.side_effect = BackendAITransientError("create", status=500)
+        with pytest.raises(BackendAITransientError):
+            operator().execute(context)
+        hook.destroy.assert_not_called()
+
+    def test_large_log_is_truncated_in_xcom_only(self, hook, context, clock):
+        hook.facts.side_effect = [SUCCEEDED]
+        hook.logs.return_value = "x" * 50 + "\nTAIL"
+        result = operator(xcom_log_limit=10).execute(context)
+        assert result["logs"].endswith("x\nTAIL")
+        assert "characters truncated" in result["logs"]
+
+
+class TestOnKill:
+    def test_before_the_session_exists(self, hook):
+        operator().on_kill()
+        hook.destroy.assert_not_called()
+
+    def test_destroys_with_a_hook_of_its_own(self, hook):
+        op = operator()
+        op.session_id = SID
+        op.on_kill()
+        (call,) = hook.destroy.call_args_list
+        assert call.args[0] is not op.hook
+        assert call.args[1] == SID
+
+    def test_keep_and_errors(self, hook):
+        op = operator(on_finish_action="keep")
+        op.session_id = SID
+        op.on_kill()
+        hook.destroy.assert_not_called()
+        op = operator()
+        op.session_id = SID
+        hook.destroy.side_effect = BackendAITransientError("destroy", status=503)
+        op.on_kill()  # logged, never raised
+
+
+class TestRunBatchDeferrable:
+    @time_machine.travel("2026-01-01 00:00:00", tick=False)
+    def test_defers_with_deadlines(self, hook, context):
+        hook.facts.return_value = PREPARING
+        with pytest.raises(TaskDeferred) as deferred:
+            operator(deferrable=True, startup_timeout=100, batch_timeout=1000, poll_interval=5).execute(
+                context
+            )
+        trigger = deferred.value.trigger
+        assert isinstance(trigger, BackendAISessionTrigger)
+        assert deferred.value.method_name == "execute_complete"
+        now = 1767225600.0
+        assert (trigger.session_id, trigger.poll_interval) == (SID, 5)
+        assert trigger.startup_deadline == now + 100
+        assert trigger.end_deadline == now + 100 + 1000 + 60
+        assert deferred.value.timeout == timedelta(seconds=1100 + 60 + 60)
+        hook.destroy.assert_not_called()
+        context["ti"].xcom_push.assert_any_call(key="session_id", value=SID)
+
+    def test_job_already_ended_completes_inline(self, hook, context):
+        hook.facts.return_value = SUCCEEDED
+        assert operator(deferrable=True).execute(context)["result"] == "SUCCESS"
+        hook.destroy.assert_called_once()
+
+    def event(self, status, facts, message="m"):
+        return {
+            "status": status,
+            "session_id": facts.session_id,
+            "session_name": "job-1",
+            "session_status": facts.status,
+            "result": facts.result,
+            "status_info": facts.status_info,
+            "message": message,
+        }
+
+    def test_execute_complete_success(self, hook, context):
+        result = operator(deferrable=True).execute_complete(context, self.event("success", SUCCEEDED))
+        assert (result["session_id"], result["session_name"], result["result"]) == (SID, "job-1", "SUCCESS")
+        hook.destroy.assert_called_once_with(mock.ANY, SID)
+
+    def test_execute_complete_failure(self, hook, context):
+        with pytest.raises(BackendAIJobFailedError, match="task-failed"):
+            operator(deferrable=True).execute_complete(context, self.event("failed", FAILED))
+        hook.destroy.assert_called_once_with(mock.ANY, SID)
+
+    @pytest.mark.parametrize(
+        ("status", "error"), [("timeout", BackendAIStartupTimeoutError), ("error", BackendAIException)]
+    )
+    def test_execute_complete_timeout_and_error_destroy(self, hook, context, status, error):
+        with pytest.raises(error, match="the message"):
+            operator(deferrable=True).execute_complete(context, self.event(status, RUNNING, "the message"))
+        hook.destroy.assert_called_once_with(mock.ANY, SID)
+        hook.logs.assert_not_called()
+
+    @pytest.mark.parametrize(
+        "event",
+        [
+            None,
+            {"status": "success"},
+            {
+                **dict.fromkeys(
+                    (
+                        "status",
+                        "session_id",
+                        "session_name",
+                        "session_status",
+                        "result",
+                        "status_info",
+                        "message",
+                    )
+                ),
+                "status": "odd",
+            },
+        ],
+    )
+    def test_malformed_events(self, hook, context, event):
+        with pytest.raises(BackendAIException):
+            operator(deferrable=True).execute_complete(context, event)
+        hook.destroy.assert_not_called()
+
+
+class TestCreateAndDestroy:
+    def test_create_waits_for_start(self, hook, context, clock):
+        hook.facts.side_effect = [PREPARING, RUNNING]
+        op = BackendAICreateSessionOperator(task_id="create", image="python:3.9", command="sleep 60")
+        assert op.execute(context) == {"session_id": SID, "session_name": mock.ANY}
+        hook.destroy.assert_not_called()
+
+    def test_create_destroys_when_start_fails(self, hook, context, clock):
+        hook.facts.return_value = PREPARING
+        op = BackendAICreateSessionOperator(
+            task_id="create", image="python:3.9", command="sleep 60", startup_timeout=5
+        )
+        with pytest.raises(BackendAIStartupTimeoutError):
+            op.execute(context)
+        hook.destroy.assert_called_once_with(mock.ANY, SID)
+
+    def test_create_without_waiting(self, hook, context):
+        op = BackendAICreateSessionOperator(
+            task_id="c", image="python:3.9", command="sleep 60", wait_for_start=False
+        )
+        assert op.execute(context)["session_id"] == SID
+        hook.facts.assert_not_called()
+
+    @pytest.mark.parametrize(("existed", "expected"), [(True, True), (False, False)])
+    def test_destroy(self, hook, context, existed, expected):
+        hook.destroy.return_value = existed
+        op = BackendAIDestroySessionOperator(task_id="d", session_id=SID, forced=True)
+        assert op.execute(context) is expected
+        hook.destroy.assert_called_once_with(mock.ANY, SID, forced=True)
+
+    def test_destroy_needs_a_session(self, hook, context):
+        with pytest.raises(ValueError, match="Invalid session_id ''"):
+            BackendAIDestroySessionOperator(task_id="d", session_id="").execute(context)

@@ -1,0 +1,135 @@
+# Licensed to the Apache Software Foundation (ASF) under one
+# or more contributor license agreements.  See the NOTICE file
+# distributed with this work for additional information
+# regarding copyright ownership.  The ASF licenses this file
+# to you under the Apache License, Version 2.0 (the
+# "License"); you may not use this file except in compliance
+# with the License.  You may obtain a copy of the License at
+#
+#   http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing,
+# software distributed under the License is distributed on an
+# "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY
+# KIND, either express or implied.  See the License for the
+# specific language governing permissions and limitations
+# under the License.
+from __future__ import annotations
+
+from unittest import mock
+
+import pytest
+from airflow.providers.common.compat.sdk import AirflowFailException
+
+from airflow.providers.backend.ai.exceptions import BackendAINotFoundError
+from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
+from airflow.providers.backend.ai.sensors.backend_ai import BackendAISessionSensor
+from airflow.providers.backend.ai.utils.session_state import SessionFacts
+
+SID = "3f1c6a7e-2a63-4c56-9b8e-1d2f3a4b5c6d"
+
+
+@pytest.fixture
+def facts():
+    with mock.patch.object(BackendAIHook, "get_session_facts", autospec=True) as get_facts:
+        yield get_facts
+
+
+@pytest.mark.parametrize(
+    ("status", "result", "info", "outcome"),
+    [
+        ("PENDING", "UNDEFINED", None, False),
+        ("RUNNING", "UNDEFINED", None, False),
+        ("RUNNING", "SUCCESS", "task-finished", True),
+        ("TERMINATED", "SUCCESS", "task-finished", True),
+        ("TERMINATED", "FAILURE", "task-failed", "the command exited with a non-zero code"),
+        ("TERMINATED", "FAILURE", "task-timeout", "batch_timeout expired"),
+        ("CANCELLED", "UNDEFINED", "user-requested", "ended as CANCELLED without a result"),
+        ("ERROR", "UNDEFINED", None, "ended as ERROR"),
+    ],
+)
+def test_poke(facts, status, result, info, outcome):
+    facts.return_value = SessionFacts(SID, status, result, info)
+    sensor = BackendAISessionSensor(task_id="wait", session_id=SID)
+    if isinstance(outcome, str):
+        with pytest.raises(AirflowFailException, match=outcome):
+            sensor.poke({})
+    else:
+        assert sensor.poke({}) is outcome
+    facts.assert_called_once_with(mock.ANY, SID)
+
+
+def test_unknown_session_fails_without_retry(facts):
+    facts.side_effect = BackendAINotFoundError("read", status=404)
+    with pytest.raises(AirflowFailException, match="does not exist"):
+        BackendAISessionSensor(task_id="wait", session_id=SID).poke({})
+
+
+def test_by_name(facts):
+    facts.return_value = SessionFacts(SID, "RUNNING")
+    with mock.patch.object(BackendAIHook, "find_session_id", autospec=True, return_value=SID) as find:
+        sensor = BackendAISessionSensor(task_id="wait", session_name="job-0001")
+        assert sensor.poke({}) is False
+        assert sensor.poke({}) is False
+    find.assert_called_once_with(mock.ANY, "job-0001")  # resolved once, then watched by id
+    find.side_effect = BackendAINotFoundError("find", status=404)
+
+
+def test_unknown_name(facts):
+    with mock.patch.object(BackendAIHook, "find_session_id", autospec=True) as find:
+        find.side_effect = BackendAINotFoundError("find", status=404)
+        with pytest.raises(AirflowFailException, match="No Backend.AI session is named 'ghost'"):
+            BackendAISessionSensor(task_id="wait", session_name="ghost").poke({})
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"session_id": SID, "session_name": "job"}])
+def test_exactly_one_identifier(kwargs):
+    with pytest.raises(ValueError, match="exactly one of session_id and session_name"):
+        BackendAISessionSensor(task_id="wait", **kwargs)
+
+
+class TestDeferrable:
+    def test_defers_when_not_done(self, facts):
+        from airflow.providers.common.compat.sdk import TaskDeferred
+
+        from airflow.providers.backend.ai.triggers.backend_ai import BackendAISessionTrigger
+
+        facts.return_value = SessionFacts(SID, "RUNNING")
+        sensor = BackendAISessionSensor(
+            task_id="wait", session_id=SID, deferrable=True, poke_interval=7, timeout=100
+        )
+        with pytest.raises(TaskDeferred) as deferred:
+            sensor.execute({})
+        trigger = deferred.value.trigger
+        assert isinstance(trigger, BackendAISessionTrigger)
+        assert (trigger.session_id, trigger.poll_interval, trigger.destroy_on_kill) == (SID, 7, False)
+        assert trigger.startup_deadline is None
+
+    def test_done_at_once(self, facts):
+        facts.return_value = SessionFacts(SID, "TERMINATED", "SUCCESS")
+        BackendAISessionSensor(task_id="wait", session_id=SID, deferrable=True).execute({})
+
+    @pytest.mark.parametrize(
+        ("status", "result", "error"),
+        [
+            ("success", "SUCCESS", None),
+            ("failed", "FAILURE", AirflowFailException),
+            ("error", "UNDEFINED", Exception),
+        ],
+    )
+    def test_execute_complete(self, status, result, error):
+        event = {
+            "status": status,
+            "session_id": SID,
+            "session_name": None,
+            "session_status": "TERMINATED",
+            "result": result,
+            "status_info": "task-failed",
+            "message": "watching failed",
+        }
+        sensor = BackendAISessionSensor(task_id="wait", session_id=SID, deferrable=True)
+        if error is None:
+            sensor.execute_complete({}, event)
+        else:
+            with pytest.raises(error):
+                sensor.execute_complete({}, event)

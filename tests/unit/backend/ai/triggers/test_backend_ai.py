@@ -1,0 +1,175 @@
+# Licensed to the Apache Software Foundation (ASF) under one
+# or more contributor license agreements.  See the NOTICE file
+# distributed with this work for additional information
+# regarding copyright ownership.  The ASF licenses this file
+# to you under the Apache License, Version 2.0 (the
+# "License"); you may not use this file except in compliance
+# with the License.  You may obtain a copy of the License at
+#
+#   http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing,
+# software distributed under the License is distributed on an
+# "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY
+# KIND, either express or implied.  See the License for the
+# specific language governing permissions and limitations
+# under the License.
+from __future__ import annotations
+
+from unittest import mock
+
+import pytest
+import time_machine
+from airflow.triggers.base import TriggerEvent
+
+from airflow.providers.backend.ai.exceptions import BackendAIAuthError, BackendAITransientError
+from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
+from airflow.providers.backend.ai.triggers.backend_ai import BackendAISessionTrigger
+from airflow.providers.backend.ai.utils.session_state import SessionFacts
+from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS
+
+SID = "3f1c6a7e-2a63-4c56-9b8e-1d2f3a4b5c6d"
+NOW = 1767225600.0  # 2026-01-01 00:00:00 UTC
+KWARGS = {
+    "session_id": SID,
+    "backend_ai_conn_id": "bai",
+    "poll_interval": 5.0,
+    "session_name": "job-1",
+    "startup_deadline": NOW + 100,
+    "end_deadline": NOW + 1000,
+    "destroy_on_kill": True,
+}
+
+
+@pytest.fixture
+def hook():
+    async def nothing():
+        return None
+
+    class OpenSession:
+        async def __aenter__(self):
+            return mock.sentinel.session
+
+        async def __aexit__(self, *exc):
+            return False
+
+    with (
+        mock.patch.object(
+            BackendAIHook, "get_async_conn", autospec=True, side_effect=lambda self: OpenSession()
+        ),
+        mock.patch.object(BackendAIHook, "a_get_session_facts", autospec=True) as facts,
+        mock.patch.object(BackendAIHook, "a_destroy_session", autospec=True) as destroy,
+        mock.patch("airflow.providers.backend.ai.triggers.backend_ai.asyncio.sleep", autospec=True) as sleep,
+    ):
+        sleep.side_effect = lambda delay: nothing()
+        yield mock.Mock(facts=facts, destroy=destroy, sleep=sleep)
+
+
+def test_serialize_round_trip():
+    trigger = BackendAISessionTrigger(**KWARGS)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow.providers.backend.ai.triggers.backend_ai.BackendAISessionTrigger"
+    assert kwargs == KWARGS
+    assert BackendAISessionTrigger(**kwargs).serialize() == (classpath, kwargs)
+
+
+def test_serialized_trigger_holds_no_secret(make_connection):
+    make_connection("bai", host="http://127.0.0.1:1", login="AKIAEXAMPLE", password="canary-secret-key")
+    assert "canary-secret-key" not in repr(BackendAISessionTrigger(**KWARGS).serialize())
+
+
+async def collect(trigger):
+    return [event async for event in trigger.run()]
+
+
+def payload(status, facts, message):
+    return {
+        "status": status,
+        "session_id": SID,
+        "session_name": "job-1",
+        "session_status": facts.status,
+        "result": facts.result,
+        "status_info": facts.status_info,
+        "message": message,
+    }
+
+
+@pytest.mark.parametrize(
+    ("final", "status"),
+    [
+        (SessionFacts(SID, "TERMINATING", "SUCCESS", "task-finished"), "success"),
+        (SessionFacts(SID, "TERMINATED", "FAILURE", "task-failed"), "failed"),
+        (SessionFacts(SID, "CANCELLED", "UNDEFINED", "user-requested"), "failed"),
+    ],
+)
+@time_machine.travel(NOW, tick=False)
+async def test_one_event_when_the_job_ends(hook, final, status):
+    hook.facts.side_effect = [SessionFacts(SID, "PREPARING"), SessionFacts(SID, "RUNNING"), final]
+    events = await collect(BackendAISessionTrigger(**KWARGS))
+    assert events == [TriggerEvent(payload(status, final, f"The job ended: {final.result}"))]
+    assert [c.args[0] for c in hook.sleep.call_args_list] == [0.5, 0.75]
+    hook.destroy.assert_not_called()
+
+
+async def test_startup_deadline(hook):
+    hook.facts.return_value = SessionFacts(SID, "PREPARING")
+    with time_machine.travel(NOW + 101, tick=False):
+        (event,) = await collect(BackendAISessionTrigger(**KWARGS))
+    assert event.payload["status"] == "timeout"
+    assert "did not start in time" in event.payload["message"]
+
+
+async def test_sleep_never_overshoots_a_deadline(hook):
+    hook.facts.side_effect = [SessionFacts(SID, "RUNNING"), SessionFacts(SID, "TERMINATED", "SUCCESS")]
+    with time_machine.travel(NOW + 999.8, tick=False):
+        await collect(BackendAISessionTrigger(**KWARGS))
+    assert hook.sleep.call_args.args[0] == pytest.approx(0.2)
+
+
+async def test_end_deadline(hook):
+    hook.facts.return_value = SessionFacts(SID, "RUNNING")
+    with time_machine.travel(NOW + 1000, tick=False):
+        (event,) = await collect(BackendAISessionTrigger(**KWARGS))
+    assert event.payload["status"] == "timeout"
+    assert "did not end in time" in event.payload["message"]
+
+
+@pytest.mark.parametrize(
+    "error", [BackendAITransientError("read", status=503), BackendAIAuthError("read", status=401)]
+)
+async def test_api_failure_becomes_an_error_event(hook, error):
+    hook.facts.side_effect = error
+    (event,) = await collect(BackendAISessionTrigger(**KWARGS))
+    assert event.payload["status"] == "error"
+    assert event.payload["session_id"] == SID
+    assert str(error) in event.payload["message"]
+    hook.destroy.assert_not_called()
+
+
+async def test_on_kill_destroys(hook):
+    await BackendAISessionTrigger(**KWARGS).on_kill()
+    hook.destroy.assert_called_once_with(mock.ANY, SID)
+    await BackendAISessionTrigger(**{**KWARGS, "destroy_on_kill": False}).on_kill()
+    assert hook.destroy.call_count == 1
+
+
+async def test_on_kill_never_raises(hook):
+    hook.destroy.side_effect = BackendAITransientError("destroy", status=503)
+    await BackendAISessionTrigger(**KWARGS).on_kill()
+
+
+@pytest.mark.skipif(
+    not AIRFLOW_V_3_0_PLUS, reason="Airflow 2 destroys in cleanup once the task is no longer deferred"
+)
+async def test_cleanup_never_destroys_on_airflow_3(hook):
+    await BackendAISessionTrigger(**KWARGS).cleanup()
+    hook.destroy.assert_not_called()
+
+
+@pytest.mark.skipif(AIRFLOW_V_3_0_PLUS, reason="the safe_to_cancel path is for Airflow 2")
+@pytest.mark.parametrize(("still_deferred", "destroyed"), [(True, False), (False, True)])
+async def test_cleanup_on_airflow_2_destroys_only_when_no_longer_deferred(hook, still_deferred, destroyed):
+    trigger = BackendAISessionTrigger(**KWARGS)
+    with mock.patch.object(BackendAISessionTrigger, "_task_is_still_deferred", return_value=still_deferred):
+        await trigger.cleanup()
+    assert hook.destroy.called is destroyed
