@@ -31,13 +31,7 @@ os.environ["AIRFLOW_HOME"] = os.environ["BACKEND_AI_TESTS_AIRFLOW_HOME"]
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__METRICS__TIMER_UNIT_CONSISTENCY"] = "True"  # silences an Airflow 2.11 warning
 
-import importlib.util  # TEMPORARY-GUARD
-
-pytest_plugins = (
-    ["backend_ai_emulator.pytest_plugin"]
-    if importlib.util.find_spec("backend_ai_emulator.pytest_plugin")
-    else []
-)  # TEMPORARY-GUARD
+pytest_plugins = ["backend_ai_emulator.pytest_plugin"]
 
 
 @pytest.fixture

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Set up both supported Airflow lines from the lock files, then run the static checks and the whole test
+# suite on each line. This is README.rst's test command, and what .ci/run calls.
+#   LINES="airflow3" bash dev/test.sh        # one line only
+#   bash dev/test.sh -k emulator             # extra arguments go to pytest
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$REPO_ROOT"
+
+lines="${LINES:-airflow3 airflow2}"
+for line in $lines; do
+  bash dev/setup-venv.sh "$line"
+done
+
+lint=".venv-airflow3/bin"
+if [ -x "$lint/python" ]; then
+  echo "== static checks (ruff, mypy, provider info) ==" >&2
+  "$lint/ruff" check .
+  "$lint/ruff" format --check .
+  "$lint/mypy" --cache-dir "$REPO_ROOT/.mypy_cache"
+  "$lint/python" scripts/gen_provider_info.py --check
+fi
+
+status=0
+for line in $lines; do
+  echo "== tests on $line ($("$(line_venv "$line")/bin/python" --version)) ==" >&2
+  "$(line_venv "$line")/bin/python" -m pytest -q "$@" || status=$?
+done
+exit "$status"
