@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +30,8 @@ if "BACKEND_AI_TESTS_AIRFLOW_HOME" not in os.environ:
     os.environ["BACKEND_AI_TESTS_AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="airflow-home-")
 os.environ["AIRFLOW_HOME"] = os.environ["BACKEND_AI_TESTS_AIRFLOW_HOME"]
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+# dag.test() on Airflow 3 syncs the Dag from the configured bundle: the example Dags are the Dag folder.
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).parent / "system" / "backend" / "ai")
 os.environ["AIRFLOW__METRICS__TIMER_UNIT_CONSISTENCY"] = "True"  # silences an Airflow 2.11 warning
 
 pytest_plugins = ["backend_ai_emulator.pytest_plugin"]

@@ -103,7 +103,10 @@ class TestHelpers:
         mine = BackendAIHook()
         created = mine.create_batch_session(self.spec("sleep 30", name="hook-mine-0001"))
         other_id = make_connection(
-            "other", host=emulator.endpoint, login=emulator.other_access_key, password=emulator.other_secret_key
+            "other",
+            host=emulator.endpoint,
+            login=emulator.other_access_key,
+            password=emulator.other_secret_key,
         )
         other = BackendAIHook(other_id)
         assert other.destroy_session(created.session_id) is False  # 404 for the other owner

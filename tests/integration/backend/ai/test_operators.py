@@ -79,7 +79,9 @@ def test_batch_timeout(emulator, context):
 
 def test_startup_timeout_destroys_the_session(emulator, context):
     emulator.settings.preparing_hold = 60
-    with pytest.raises(BackendAIStartupTimeoutError, match="did not start within startup_timeout=1s; last status PREPARING"):
+    with pytest.raises(
+        BackendAIStartupTimeoutError, match="did not start within startup_timeout=1s; last status PREPARING"
+    ):
         run_batch("echo never", startup_timeout=1).execute(context)
     (session,) = emulator.sessions()
     emulator.wait_for_session(session.id, status="TERMINATED")
@@ -120,7 +122,9 @@ def test_on_kill_mid_run_destroys_the_session(emulator, context):
     op = run_batch("echo started; sleep 60")
 
     def kill_when_running() -> None:
-        emulator.wait_until(lambda: any(s.status == "RUNNING" and "started" in s.logs for s in emulator.sessions()))
+        emulator.wait_until(
+            lambda: any(s.status == "RUNNING" and "started" in s.logs for s in emulator.sessions())
+        )
         op.on_kill()
 
     killer = threading.Thread(target=kill_when_running)
@@ -150,13 +154,17 @@ def test_persistent_errors_fail_clearly_and_still_clean_up(emulator, context):
 
 
 def test_create_sense_destroy(emulator, context):
-    created = BackendAICreateSessionOperator(task_id="create", image=IMAGE, command="sleep 1; echo fine").execute(
-        context
-    )
+    created = BackendAICreateSessionOperator(
+        task_id="create", image=IMAGE, command="sleep 1; echo fine"
+    ).execute(context)
     assert emulator.get_session(created["session_id"]).status in ("RUNNING", "TERMINATING", "TERMINATED")
-    sensor = BackendAISessionSensor(task_id="wait", session_id=created["session_id"], poke_interval=0.2, timeout=30)
+    sensor = BackendAISessionSensor(
+        task_id="wait", session_id=created["session_id"], poke_interval=0.2, timeout=30
+    )
     sensor.execute(context)
-    assert BackendAIDestroySessionOperator(task_id="destroy", session_id=created["session_id"]).execute(context) in (
+    assert BackendAIDestroySessionOperator(task_id="destroy", session_id=created["session_id"]).execute(
+        context
+    ) in (
         True,
         False,
     )
