@@ -22,6 +22,7 @@ import threading
 import time
 
 import pytest
+from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow.providers.backend.ai.exceptions import (
     BackendAIJobFailedError,
@@ -34,7 +35,6 @@ from airflow.providers.backend.ai.operators.backend_ai import (
     BackendAIRunBatchOperator,
 )
 from airflow.providers.backend.ai.sensors.backend_ai import BackendAISessionSensor
-from airflow.providers.common.compat.sdk import AirflowFailException
 
 IMAGE = "cr.backend.ai/stable/python:3.9-ubuntu20.04"
 

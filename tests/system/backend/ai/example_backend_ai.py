@@ -27,13 +27,14 @@ from __future__ import annotations
 import os
 from datetime import datetime
 
+from airflow.providers.common.compat.sdk import DAG, AirflowException, TriggerRule, task
+
 from airflow.providers.backend.ai.operators.backend_ai import (
     BackendAICreateSessionOperator,
     BackendAIDestroySessionOperator,
     BackendAIRunBatchOperator,
 )
 from airflow.providers.backend.ai.sensors.backend_ai import BackendAISessionSensor
-from airflow.providers.common.compat.sdk import DAG, AirflowException, TriggerRule, task
 
 ENV_ID = os.environ.get("SYSTEM_TESTS_ENV_ID", "local")
 DAG_ID = "example_backend_ai"
