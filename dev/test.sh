@@ -19,6 +19,8 @@ if [ -x "$lint/python" ]; then
   "$lint/ruff" format --check .
   "$lint/mypy" --cache-dir "$REPO_ROOT/.mypy_cache"
   "$lint/python" scripts/gen_provider_info.py --check
+  echo "== docs (sphinx, warnings are errors) ==" >&2
+  "$lint/sphinx-build" -W --keep-going -q -b html docs docs/_build/html
 fi
 
 status=0

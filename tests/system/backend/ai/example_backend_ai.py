@@ -51,7 +51,7 @@ with DAG(
     prepare = BackendAIRunBatchOperator(
         task_id="prepare_data",
         image=IMAGE,
-        command="echo preparing data for ; sleep 1; echo prepared",
+        command="echo preparing data for $ENV_ID; sleep 1; echo prepared",
         environment={"ENV_ID": ENV_ID},
         resources={"cpu": 1, "mem": "1g"},
     )

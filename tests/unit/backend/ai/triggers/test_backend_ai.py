@@ -43,9 +43,6 @@ KWARGS = {
 
 @pytest.fixture
 def hook():
-    async def nothing():
-        return None
-
     class OpenSession:
         async def __aenter__(self):
             return mock.sentinel.session
@@ -61,7 +58,6 @@ def hook():
         mock.patch.object(BackendAIHook, "a_destroy_session", autospec=True) as destroy,
         mock.patch("airflow.providers.backend.ai.triggers.backend_ai.asyncio.sleep", autospec=True) as sleep,
     ):
-        sleep.side_effect = lambda delay: nothing()
         yield mock.Mock(facts=facts, destroy=destroy, sleep=sleep)
 
 

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# README's first command: set up the Airflow 3 line, start the local Backend.AI emulator, run the example
+# Dag with `airflow dags test`, show where the job output is, and stop everything this script started.
+#
+# Against a real cluster instead of the emulator:
+#   BACKEND_AI_ENDPOINT=https://api.example.com BACKEND_AI_ACCESS_KEY=... BACKEND_AI_SECRET_KEY=... \
+#   BACKEND_AI_IMAGE=cr.backend.ai/stable/python:3.9-ubuntu20.04 bash dev/demo.sh
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$REPO_ROOT"
+
+bash dev/setup-venv.sh airflow3
+venv="$(line_venv airflow3)"
+work="$(mktemp -d -t backend-ai-demo.XXXXXX)"
+emulator_pid=""
+cleanup() {
+  if [ -n "$emulator_pid" ] && kill -0 "$emulator_pid" 2>/dev/null; then
+    kill -TERM "$emulator_pid" && wait "$emulator_pid" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT INT TERM
+
+if [ -n "${BACKEND_AI_ENDPOINT:-}" ]; then
+  endpoint="$BACKEND_AI_ENDPOINT"
+  access_key="${BACKEND_AI_ACCESS_KEY:?set BACKEND_AI_ACCESS_KEY}"
+  secret_key="${BACKEND_AI_SECRET_KEY:?set BACKEND_AI_SECRET_KEY}"
+  echo "== using the Backend.AI manager at $endpoint ==" >&2
+else
+  PYTHONPATH="$REPO_ROOT/emulator" "$venv/bin/python" -m backend_ai_emulator --port 0 > "$work/emulator.out" 2>&1 &
+  emulator_pid=$!
+  for _ in $(seq 100); do
+    grep -q '^export BACKEND_AI_TEST_IMAGE=' "$work/emulator.out" 2>/dev/null && break
+    kill -0 "$emulator_pid" 2>/dev/null || { cat "$work/emulator.out" >&2; exit 1; }
+    sleep 0.1
+  done
+  # shellcheck disable=SC1090
+  source <(grep '^export ' "$work/emulator.out")
+  endpoint="$BACKEND_AI_TEST_ENDPOINT" access_key="$BACKEND_AI_TEST_ACCESS_KEY" secret_key="$BACKEND_AI_TEST_SECRET_KEY"
+  echo "== started the local Backend.AI emulator at $endpoint ==" >&2
+fi
+
+export AIRFLOW_HOME="$work/airflow-home"
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__CORE__DAGS_FOLDER="$REPO_ROOT/tests/system/backend/ai"
+export PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}"
+AIRFLOW_CONN_BACKEND_AI_DEFAULT="$("$venv/bin/python" -c 'import json, sys; print(json.dumps({"conn_type": "backend_ai", "host": sys.argv[1], "login": sys.argv[2], "password": sys.argv[3]}))' "$endpoint" "$access_key" "$secret_key")"
+export AIRFLOW_CONN_BACKEND_AI_DEFAULT
+
+"$venv/bin/airflow" db migrate > "$work/db-migrate.log" 2>&1
+echo "== running the example Dag example_backend_ai (airflow dags test) ==" >&2
+status=0
+"$venv/bin/airflow" dags test example_backend_ai 2>&1 | tee "$work/dags-test.log" || status=$?
+
+echo >&2
+echo "== what the Backend.AI jobs printed (from the task logs) ==" >&2
+# The operators write the job's output into the task log through utils/outcome.py, one line per log record.
+sed -n 's/^.*\[info *\] \(.*\) \[airflow\.task\.operators\..*loc=outcome\.py.*$/   \1/p' "$work/dags-test.log" \
+  | grep -v '::group::\|::endgroup::' >&2 || true
+run_state="$(grep -oE "DagRun Finished: .*state=[a-z]+" "$work/dags-test.log" | grep -oE "state=[a-z]+" | tail -1)"
+echo "== Dag run ${run_state:-state unknown}; the whole log is $work/dags-test.log ==" >&2
+[ "$run_state" = "state=success" ] || status=1
+exit "$status"

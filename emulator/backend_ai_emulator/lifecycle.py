@@ -1,0 +1,408 @@
+# Licensed to the Apache Software Foundation (ASF) under one
+# or more contributor license agreements.  See the NOTICE file
+# distributed with this work for additional information
+# regarding copyright ownership.  The ASF licenses this file
+# to you under the Apache License, Version 2.0 (the
+# "License"); you may not use this file except in compliance
+# with the License.  You may obtain a copy of the License at
+#
+#   http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing,
+# software distributed under the License is distributed on an
+# "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY
+# KIND, either express or implied.  See the License for the
+# specific language governing permissions and limitations
+# under the License.
+"""
+The session lifecycle state machine (wire notes §4.3, §5.4, §5.5, §9.5).
+
+One asyncio task per session walks PENDING → SCHEDULED → PREPARING → PREPARED → CREATING → RUNNING,
+runs a batch job, and then follows the manager's order: ``result`` and ``session_success``/``failure``
+the moment the job exits, TERMINATING at once, ``kernel_terminated`` one scheduler tick later and
+TERMINATED after another tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import secrets
+import uuid
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    image_not_found,
+    invalid_api_params,
+    quota_exceeded,
+    session_already_exists,
+    session_not_found,
+)
+from .runner import JobOutcome, run_batch_job
+from .store import (
+    CANCELLED,
+    CREATING,
+    DEAD_STATUSES,
+    ERROR,
+    FAILURE,
+    PENDING,
+    PREPARED,
+    PREPARING,
+    RUNNING,
+    SCHEDULED,
+    SUCCESS,
+    TERMINAL_STATUSES,
+    TERMINATED,
+    TERMINATING,
+    SessionRecord,
+    SessionStore,
+    utcnow,
+)
+from .validation import CreateRequest, parse_slots, parse_starts_at
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from datetime import datetime
+
+    from .events import EventHub
+    from .settings import EmulatorSettings, Keypair
+
+log = logging.getLogger(__name__)
+
+_SCHEDULER = "triggered-by-scheduler"
+_CANCEL_WAIT = 5.0
+
+
+async def _sleep(seconds: float) -> None:
+    """``asyncio.sleep`` that also accepts ``inf`` (wait until cancelled)."""
+    if math.isinf(seconds):
+        await asyncio.Event().wait()
+    elif seconds > 0:
+        await asyncio.sleep(seconds)
+
+
+def _sum_slots(slot_maps: Iterable[dict[str, Decimal]]) -> dict[str, Decimal]:
+    total: dict[str, Decimal] = {}
+    for slots in slot_maps:
+        for name, amount in slots.items():
+            total[name] = total.get(name, Decimal(0)) + amount
+    return total
+
+
+class SessionEngine:
+    """Creates, drives and destroys sessions; runs only on the server's event loop."""
+
+    def __init__(self, store: SessionStore, hub: EventHub, settings: EmulatorSettings) -> None:
+        self._store = store
+        self._hub = hub
+        self._settings = settings
+        self._drivers: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._finishers: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._changed = asyncio.Event()
+
+    # -- notifications -----------------------------------------------------------------------
+
+    def _notify(self) -> None:
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+    def _transition(
+        self, rec: SessionRecord, status: str, reason: str, kernel_event: str | None = None, **changes: Any
+    ) -> None:
+        """Set the status, emit the scheduler event (RUNNING is ``session_started``) and wake waiters."""
+        self._store.set_status(rec, status, **changes)
+        self._hub.emit(rec, "session_started" if status == RUNNING else f"session_{status.lower()}", reason)
+        if kernel_event:
+            self._hub.emit(rec, kernel_event, reason, kernel=True)
+        self._notify()
+
+    # -- creation ----------------------------------------------------------------------------
+
+    def create(self, req: CreateRequest, owner: Keypair) -> tuple[SessionRecord, dict[str, Any], bool]:
+        """Validate against server state in the manager's order; return (record, response body, created)."""
+        s = self._settings
+        try:
+            slots = parse_slots({**s.default_resources, **req.resources}, s.known_slots)
+        except ValueError as exc:
+            raise invalid_api_params(f"Invalid resource allocation: {exc}") from exc
+        if not s.accept_any_image and req.image not in s.known_images:
+            raise image_not_found(req.image)
+        existing = self._store.find_live_by_name(owner.access_key, req.name)
+        if existing is not None:
+            if existing.image != req.image or not req.reuse:
+                raise session_already_exists(str(existing.id))
+            body = {
+                "sessionId": str(existing.id),
+                "sessionName": existing.name,
+                "status": existing.status,
+                "service_ports": [],
+                "servicePorts": [],
+                "created": False,
+            }
+            return existing, body, False
+        is_batch = req.session_type == "batch"
+        if is_batch and not req.startup_command:
+            raise invalid_api_params("Batch sessions must have a non-empty startup command.")
+        if not is_batch and req.starts_at:
+            raise invalid_api_params("Parameter starts_at should be used only for batch sessions")
+        if not is_batch and req.batch_timeout:
+            raise invalid_api_params("Parameter batch_timeout should be used only for batch sessions")
+        starts_at: datetime | None = None
+        if req.starts_at:
+            try:
+                starts_at = parse_starts_at(req.starts_at)
+            except ValueError as exc:
+                raise invalid_api_params(f"Invalid starts_at: {req.starts_at!r}") from exc
+        self._check_quota(owner, slots)
+        rec = SessionRecord(
+            id=uuid.uuid4(),
+            name=req.name,
+            owner_access_key=owner.access_key,
+            user_id=owner.user_id,
+            image=req.image,
+            architecture=req.architecture,
+            session_type=req.session_type,
+            domain=req.domain,
+            group=req.group,
+            requested_slots=slots,
+            environ=dict(req.environ),
+            startup_command=req.startup_command,
+            bootstrap_script=req.bootstrap_script,
+            batch_timeout=req.batch_timeout or None,
+            starts_at=starts_at,
+            tag=req.tag,
+            priority=req.priority,
+            cluster_size=req.cluster_size,
+            cluster_mode=req.cluster_mode,
+            resource_opts=dict(req.resource_opts),
+            mounts=list(req.mounts),
+            scaling_group=req.scaling_group,
+            callback_url=req.callback_url,
+        )
+        self._store.add(rec)
+        self._hub.emit(rec, "session_pending", "Session enqueued")
+        self._drivers[rec.id] = asyncio.ensure_future(self._drive(rec))
+        self._notify()
+        body = {
+            "sessionId": str(rec.id),
+            "sessionName": rec.name,
+            "status": PENDING,
+            "servicePorts": [],
+            "created": True,
+        }
+        return rec, body, True
+
+    def _check_quota(self, owner: Keypair, slots: dict[str, Decimal]) -> None:
+        limits = self._settings.limits_for(owner.access_key)
+        if not limits:
+            return
+        live = [
+            r.requested_slots
+            for r in self._store.records()
+            if r.owner_access_key == owner.access_key and r.is_live
+        ]
+        total = _sum_slots([*live, slots])
+        try:
+            ceiling = parse_slots(limits, set(limits))
+        except ValueError:
+            return
+        for name, amount in total.items():
+            if name in ceiling and amount > ceiling[name]:
+                raise quota_exceeded(
+                    f"Your resource request exceeds the keypair's limit for {name!r}: "
+                    f"{amount} requested in total, {ceiling[name]} allowed."
+                )
+
+    async def wait_until_running(self, rec: SessionRecord, max_wait: int) -> str:
+        """
+        Block like a non-enqueue-only create: ``"RUNNING"`` (or the later status), or ``"TIMEOUT"``.
+
+        A session that dies (TERMINATED/CANCELLED) first gives 404; one in ERROR keeps the caller
+        waiting until ``max_wait`` as the manager does.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_wait if max_wait > 0 else None
+        while True:
+            changed = self._changed
+            if self._store.get(rec.id) is not rec:
+                raise session_not_found(str(rec.id), f"Session {rec.id} not found")
+            if any(status == RUNNING for status, _ in rec.history):
+                break
+            if rec.status in DEAD_STATUSES:
+                raise session_not_found(str(rec.id), "Session terminated during scheduling")
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return "TIMEOUT"
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(changed.wait(), remaining)
+        await _sleep(self._settings.running_response_delay)
+        return rec.status
+
+    # -- driving -----------------------------------------------------------------------------
+
+    async def _drive(self, rec: SessionRecord) -> None:
+        s = self._settings
+        try:
+            await _sleep(s.step_delay + s.pending_hold)
+            if rec.starts_at is not None:
+                await _sleep((rec.starts_at - utcnow()).total_seconds())
+            self._transition(rec, SCHEDULED, _SCHEDULER)
+            await _sleep(s.step_delay)
+            self._transition(rec, PREPARING, _SCHEDULER, "kernel_preparing")
+            await _sleep(s.step_delay + s.preparing_hold)
+            self._transition(rec, PREPARED, _SCHEDULER)
+            await _sleep(s.step_delay)
+            self._transition(rec, CREATING, _SCHEDULER, "kernel_creating")
+            await _sleep(s.step_delay)
+            if s.fail_start:
+                self._transition(
+                    rec,
+                    ERROR,
+                    "failed-to-start",
+                    status_info="failed-to-start",
+                    status_data={
+                        "error": {
+                            "src": "agent",
+                            "name": "EmulatedStartFailure",
+                            "repr": "EmulatedStartFailure('fail_start switch is on')",
+                        }
+                    },
+                )
+                return
+            self._transition(rec, RUNNING, _SCHEDULER, "kernel_started", container_id=secrets.token_hex(32))
+            if not rec.is_batch:
+                return
+            try:
+                outcome = await run_batch_job(
+                    shell=s.shell,
+                    bootstrap_script=rec.bootstrap_script,
+                    startup_command=rec.startup_command or "",
+                    environ=self._job_environ(rec),
+                    timeout=rec.batch_timeout,
+                    on_output=lambda chunk: self._store.append_log(rec, chunk, self._settings.max_log_bytes),
+                    on_start=lambda pid: self._store.mutate(rec, lambda r: setattr(r, "pid", pid)),
+                )
+            finally:
+                self._store.mutate(rec, lambda r: setattr(r, "pid", None))
+            await self._finish_batch(rec, outcome)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # an emulator bug must not leave a session stuck
+            log.exception("session %s: driver failed", rec.id)
+            self._transition(
+                rec,
+                ERROR,
+                "emulator-error",
+                status_info="emulator-error",
+                status_data={"error": {"src": "other", "name": type(exc).__name__, "repr": repr(exc)}},
+            )
+        finally:
+            if self._drivers.get(rec.id) is asyncio.current_task():
+                del self._drivers[rec.id]
+
+    @staticmethod
+    def _job_environ(rec: SessionRecord) -> dict[str, str]:
+        env = {
+            "BACKENDAI_SESSION_ID": str(rec.id),
+            "BACKENDAI_SESSION_NAME": rec.name,
+            "BACKENDAI_KERNEL_ID": str(rec.kernel_id),
+            "BACKENDAI_CLUSTER_ROLE": "main",
+            "BACKENDAI_CLUSTER_SIZE": str(rec.cluster_size),
+        }
+        env.update(rec.environ)
+        return env
+
+    async def _finish_batch(self, rec: SessionRecord, outcome: JobOutcome) -> None:
+        """Manager order after the job: result + success/failure event, TERMINATING, then two ticks."""
+        if outcome.timed_out:
+            reason, result, event = "task-timeout", FAILURE, "session_failure"
+        elif outcome.succeeded:
+            reason, result, event = "task-finished", SUCCESS, "session_success"
+        else:
+            reason, result, event = "task-failed", FAILURE, "session_failure"
+
+        def _set_result(r: SessionRecord) -> None:
+            r.result = result
+            r.exit_code = outcome.exit_code
+
+        self._store.mutate(rec, _set_result)
+        self._hub.emit(rec, event, reason, exit_code=outcome.exit_code)
+        self._transition(rec, TERMINATING, reason, "kernel_terminating", status_info=reason)
+        await self._terminate_after_ticks(rec, reason, outcome.exit_code)
+
+    async def _terminate_after_ticks(self, rec: SessionRecord, reason: str, exit_code: int | None) -> None:
+        await _sleep(self._settings.tick)
+        self._hub.emit(rec, "kernel_terminated", reason, kernel=True, exit_code=exit_code)
+        await _sleep(self._settings.tick)
+        self._transition(rec, TERMINATED, reason)
+
+    # -- destruction -------------------------------------------------------------------------
+
+    async def _stop_tasks(self, session_id: uuid.UUID) -> None:
+        """Cancel the driver (killing its job) and any pending termination, and wait for both."""
+        tasks = [t for t in (self._drivers.pop(session_id, None), self._finishers.pop(session_id, None)) if t]
+        current = asyncio.current_task()
+        tasks = [t for t in tasks if t is not current and not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=_CANCEL_WAIT)
+
+    async def destroy(self, rec: SessionRecord, forced: bool) -> dict[str, Any]:
+        """
+        ``DELETE /session/{id}``: the manager's ``mark_sessions_for_termination`` semantics.
+
+        The status changes first (synchronously), then the driver is cancelled and awaited, so a
+        concurrent second destroy sees the new status and a job never reports after being killed.
+        """
+        reason = "force-terminated" if forced else "user-requested"
+        if rec.status == PENDING:
+            self._transition(rec, CANCELLED, reason, "kernel_cancelled", status_info=reason)
+            await self._stop_tasks(rec.id)
+            return {"status": "cancelled"}
+        if forced and rec.status not in TERMINAL_STATUSES:
+            now = utcnow()
+
+            def _force(r: SessionRecord) -> None:
+                if r.status != TERMINATING:
+                    r.history.append((TERMINATING, now))
+                r.status_info = reason
+
+            self._store.mutate(rec, _force)
+            self._transition(rec, TERMINATED, reason, "kernel_terminated")
+            await self._stop_tasks(rec.id)
+            return {"status": "terminated"}
+        if not forced and rec.status not in (TERMINATING, *TERMINAL_STATUSES):
+            self._transition(rec, TERMINATING, reason, "kernel_terminating", status_info=reason)
+            await self._stop_tasks(rec.id)
+            self._finishers[rec.id] = asyncio.ensure_future(self._finish_destroy(rec, reason))
+            return {"status": "terminated"}
+        return {}
+
+    async def _finish_destroy(self, rec: SessionRecord, reason: str) -> None:
+        try:
+            await self._terminate_after_ticks(rec, reason, None)
+        finally:
+            if self._finishers.get(rec.id) is asyncio.current_task():
+                del self._finishers[rec.id]
+
+    # -- housekeeping ------------------------------------------------------------------------
+
+    @property
+    def running_pids(self) -> list[int]:
+        """Process group ids of jobs still running."""
+        return [r.pid for r in self._store.records() if r.pid is not None]
+
+    async def stop_all(self) -> None:
+        """Cancel every driver and finisher (killing every job) and wait for them."""
+        tasks = [*self._drivers.values(), *self._finishers.values()]
+        self._drivers.clear()
+        self._finishers.clear()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=_CANCEL_WAIT)
+        self._notify()

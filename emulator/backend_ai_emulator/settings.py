@@ -1,0 +1,169 @@
+# Licensed to the Apache Software Foundation (ASF) under one
+# or more contributor license agreements.  See the NOTICE file
+# distributed with this work for additional information
+# regarding copyright ownership.  The ASF licenses this file
+# to you under the Apache License, Version 2.0 (the
+# "License"); you may not use this file except in compliance
+# with the License.  You may obtain a copy of the License at
+#
+#   http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing,
+# software distributed under the License is distributed on an
+# "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY
+# KIND, either express or implied.  See the License for the
+# specific language governing permissions and limitations
+# under the License.
+"""
+Switches that shape the emulator's behaviour; one mutable object shared with the server.
+
+Tests change attributes on the live object (``handle.settings.tick = 0.5``); the server reads them at
+the moment it needs them, so a change applies to everything that happens after it.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+API_VERSION = "v9.20250722"
+MANAGER_VERSION = "26.9.6-emulator"
+
+#: Every value of ``X-BackendAI-Version`` the manager accepts (``VALID_VERSIONS``).
+VALID_API_VERSIONS: frozenset[str] = frozenset(
+    {
+        "v4.20181215",
+        "v4.20190115",
+        "v4.20190315",
+        "v4.20190615",
+        "v5.20191215",
+        "v6.20200815",
+        "v6.20220315",
+        "v6.20220615",
+        "v6.20221201",
+        "v6.20230315",
+        "v7.20230615",
+        "v8.20240315",
+        "v8.20240915",
+        "v9.20250722",
+    }
+)
+
+#: Obviously fake keypairs; never real credentials.
+DEFAULT_ACCESS_KEY = "AKIAEMULATORTEST0001"
+DEFAULT_SECRET_KEY = "EmulatorFakeSecretKey/NotForProduction01"
+OTHER_ACCESS_KEY = "AKIAEMULATORTEST0002"
+OTHER_SECRET_KEY = "EmulatorFakeSecretKey/NotForProduction02"
+
+DEFAULT_IMAGES: frozenset[str] = frozenset(
+    {
+        "cr.backend.ai/stable/python:3.9-ubuntu20.04",
+        "cr.backend.ai/stable/python:3.11-ubuntu22.04",
+        "cr.backend.ai/testing/ubuntu:22.04",
+        "cr.backend.ai/multiarch/python:3.10-ubuntu22.04",
+    }
+)
+
+DEFAULT_SLOTS: frozenset[str] = frozenset({"cpu", "mem", "cuda.device", "cuda.shares"})
+
+REALISTIC_TICK = 2.0
+
+
+@dataclass(frozen=True)
+class Keypair:
+    """One row of the keypair table: the secret and the user it belongs to."""
+
+    access_key: str
+    secret_key: str
+    user_id: uuid.UUID
+    role: str = "user"
+    rate_limit: int = 30000
+
+    @classmethod
+    def make(cls, access_key: str, secret_key: str, role: str = "user") -> Keypair:
+        """A keypair whose user id is derived from the access key, so it is stable across runs."""
+        return cls(
+            access_key, secret_key, uuid.uuid5(uuid.NAMESPACE_URL, f"emulator-user:{access_key}"), role
+        )
+
+
+def default_keypairs(
+    access_key: str = DEFAULT_ACCESS_KEY,
+    secret_key: str = DEFAULT_SECRET_KEY,
+    other_access_key: str = OTHER_ACCESS_KEY,
+    other_secret_key: str = OTHER_SECRET_KEY,
+) -> dict[str, Keypair]:
+    """The two test users: the main one and a second one for isolation tests."""
+    return {
+        access_key: Keypair.make(access_key, secret_key),
+        other_access_key: Keypair.make(other_access_key, other_secret_key),
+    }
+
+
+def _default_limits() -> dict[str, dict[str, Any]]:
+    return {"*": {"cpu": 64, "mem": "256g", "cuda.device": 8, "cuda.shares": 8}}
+
+
+@dataclass
+class EmulatorSettings:
+    """All behaviour switches; see the emulator README for what each one models."""
+
+    #: Seconds spent in each step before RUNNING (PENDING, SCHEDULED, PREPARING, PREPARED, CREATING).
+    step_delay: float = 0.01
+    #: The scheduler tick: TERMINATING → (kernel_terminated) → TERMINATED takes two of these.
+    tick: float = 0.01
+    #: Extra seconds a session stays PENDING / PREPARING (startup-timeout tests); ``inf`` = forever.
+    pending_hold: float = 0.0
+    preparing_hold: float = 0.0
+    #: Make every new session fail while CREATING and end in ERROR.
+    fail_start: bool = False
+    #: The manager sleeps 0.5 s after RUNNING before answering a blocking create.
+    running_response_delay: float = 0.0
+    #: Images the registry knows; ``accept_any_image`` skips the check.
+    known_images: set[str] = field(default_factory=lambda: set(DEFAULT_IMAGES))
+    accept_any_image: bool = False
+    #: Resource slot names a create request may use.
+    known_slots: set[str] = field(default_factory=lambda: set(DEFAULT_SLOTS))
+    #: Per access key (``"*"`` for everybody else) ceiling on the sum over the caller's live sessions.
+    resource_limits: dict[str, dict[str, Any]] = field(default_factory=_default_limits)
+    #: What a create without ``config.resources`` asks for.
+    default_resources: dict[str, Any] = field(default_factory=lambda: {"cpu": 1, "mem": "1g"})
+    #: False reproduces the SSE quirks (sessionId ignored, exitCode null); True filters and fills.
+    fixed_event_quirks: bool = False
+    #: Seconds between ``: ping`` comments on event streams.
+    sse_ping_interval: float = 15.0
+    #: Container log cap per session; output beyond it is dropped with a marker line.
+    max_log_bytes: int = 32 * 1024 * 1024
+    #: How long a "hang" fault sleeps unless released by reset/shutdown.
+    hang_seconds: float = 3600.0
+    #: The keypair table.
+    keypairs: dict[str, Keypair] = field(default_factory=default_keypairs)
+    #: What ``GET /`` advertises.
+    api_version: str = API_VERSION
+    manager_version: str = MANAGER_VERSION
+    #: Shell used for bootstrap and startup commands.
+    shell: str = "bash"
+
+    def use_realistic_timing(self) -> None:
+        """Match the real manager's pace: every scheduler step and tick is 2 s, 0.5 s before answering."""
+        self.step_delay = REALISTIC_TICK
+        self.tick = REALISTIC_TICK
+        self.running_response_delay = 0.5
+
+    def restore(self, baseline: EmulatorSettings) -> None:
+        """Copy every field from ``baseline`` in place, so holders of this object see the reset."""
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, copy.deepcopy(getattr(baseline, f.name)))
+
+    def copy(self) -> EmulatorSettings:
+        """An independent deep copy."""
+        clone = EmulatorSettings()
+        clone.restore(self)
+        return clone
+
+    def limits_for(self, access_key: str) -> dict[str, Any]:
+        """The resource ceiling that applies to ``access_key``."""
+        return self.resource_limits.get(access_key, self.resource_limits.get("*", {}))
