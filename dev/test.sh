@@ -8,6 +8,16 @@ source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 
 lines="${LINES:-airflow3 airflow2}"
+
+# The browser test drives Debian's Chromium; without it those tests are skipped (as root we install it).
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing chromium and chromium-driver (browser test) ==" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "warning: chromium/chromedriver missing and not root: the browser tests will be skipped" >&2
+  fi
+fi
 for line in $lines; do
   bash dev/setup-venv.sh "$line"
 done

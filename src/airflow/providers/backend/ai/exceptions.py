@@ -60,7 +60,7 @@ class BackendAIAPIError(BackendAIException):
         self.detail = detail
         self.error_code = error_code
         where = f"HTTP {status}" if status is not None else "no response"
-        text = "; ".join(part for part in (title, detail) if part)
+        text = f"{title.rstrip('.')}: {detail}" if title and detail else title or detail
         super().__init__(
             f"Backend.AI API call failed while trying to {action} ({where}): {text or 'no detail'}"
         )

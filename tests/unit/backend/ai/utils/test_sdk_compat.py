@@ -158,7 +158,7 @@ def test_server_message_is_kept():
     assert error.title == "No such session."
     assert error.detail == "gone"
     assert error.error_code == "x_y_z"
-    assert "No such session.; gone" in str(error)
+    assert "No such session: gone" in str(error)
 
 
 def test_graphql_errors_are_spelled_out():

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import warnings
@@ -144,6 +145,21 @@ class BackendAIHook(BaseHook):
         """The validated connection; reading it raises an error that names the bad field."""
         return BackendAIConnectionConfig.from_connection(self.get_connection(self.backend_ai_conn_id))
 
+    async def a_settings(self) -> BackendAIConnectionConfig:
+        """
+        Async twin of :attr:`settings`: read the connection without blocking the event loop.
+
+        Airflow 3 has ``aget_connection``; on Airflow 2 the database read runs in a thread.
+        """
+        if "settings" not in self.__dict__:
+            aget_connection = getattr(type(self), "aget_connection", None)
+            if aget_connection is not None:
+                conn = await aget_connection(self.backend_ai_conn_id)
+            else:
+                conn = await asyncio.to_thread(self.get_connection, self.backend_ai_conn_id)
+            self.__dict__["settings"] = BackendAIConnectionConfig.from_connection(conn)
+        return self.settings
+
     def get_api_config(self) -> APIConfig:
         """Return an SDK ``APIConfig`` built from the connection only (no environment, no ``.env``)."""
         return build_api_config(self.settings)
@@ -175,7 +191,7 @@ class BackendAIHook(BaseHook):
         """Open an SDK ``AsyncSession`` inside the running event loop, and always close it."""
         from ai.backend.client.session import AsyncSession
 
-        session = AsyncSession(config=self.get_api_config())
+        session = AsyncSession(config=build_api_config(await self.a_settings()))
         previous = self._async_session
         try:
             _silence_api_version_warning()
@@ -343,10 +359,11 @@ class BackendAIHook(BaseHook):
         for name, spec in _connection_type_info()["conn-fields"].items():
             label, schema = lazy_gettext(spec["label"]), spec["schema"]
             types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+            common = {"default": schema.get("default"), "description": spec.get("description", "")}
             if "boolean" in types:
-                widgets[name] = BooleanField(label, default=schema.get("default"))
+                widgets[name] = BooleanField(label, **common)
             else:  # numbers too: Airflow 2 accepts only these field classes; the hook parses the text
-                widgets[name] = StringField(label, widget=BS3TextFieldWidget(), default=schema.get("default"))
+                widgets[name] = StringField(label, widget=BS3TextFieldWidget(), **common)
         return widgets
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import itertools
+import pkgutil
 import sys
 import time
 from functools import cached_property
@@ -38,13 +39,21 @@ from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-_SDK_MODULE = "ai.backend.client.func.session"
+_SDK_PACKAGE = "ai.backend.client.func"
+
+
+def _import_sdk() -> None:
+    """Import the SDK's API modules: opening a session imports all of them (about a second of CPU)."""
+    package = importlib.import_module(_SDK_PACKAGE)
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{_SDK_PACKAGE}.{module.name}")
+    importlib.import_module("ai.backend.client.session")
 
 
 async def _load_sdk_off_loop() -> None:
-    """Import the SDK (about a second of CPU) in a thread, so the triggerer's event loop never stalls on it."""
-    if _SDK_MODULE not in sys.modules:
-        await asyncio.to_thread(importlib.import_module, _SDK_MODULE)
+    """Import the SDK in a thread, once per process, so the triggerer's event loop never stalls on it."""
+    if "ai.backend.client.session" not in sys.modules:
+        await asyncio.to_thread(_import_sdk)
 
 
 class BackendAISessionTrigger(BaseTrigger):

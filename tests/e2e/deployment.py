@@ -1,0 +1,156 @@
+# Licensed to the Apache Software Foundation (ASF) under one
+# or more contributor license agreements.  See the NOTICE file
+# distributed with this work for additional information
+# regarding copyright ownership.  The ASF licenses this file
+# to you under the Apache License, Version 2.0 (the
+# "License"); you may not use this file except in compliance
+# with the License.  You may obtain a copy of the License at
+#
+#   http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing,
+# software distributed under the License is distributed on an
+# "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY
+# KIND, either express or implied.  See the License for the
+# specific language governing permissions and limitations
+# under the License.
+"""
+A small real Airflow deployment for end-to-end tests: metadata DB on SQLite, scheduler, triggerer (and on
+Airflow 3 the api-server and dag-processor), every process in its own session on 127.0.0.1, stopped by pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class AirflowDeployment:
+    """Airflow components running from ``home`` against the Dags in ``dags_folder``."""
+
+    home: Path
+    dags_folder: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.api_port = free_port()
+        self.env = {
+            **os.environ,
+            **self.extra_env,
+            "AIRFLOW_HOME": str(self.home),
+            # Airflow 2's SequentialExecutor starts tasks as `airflow tasks run ...` from PATH.
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+            "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "1",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
+            "AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL": "2",
+            "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.api_port}/execution/",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(self.api_port),
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
+            "AIRFLOW__METRICS__TIMER_UNIT_CONSISTENCY": "True",
+        }
+        if not AIRFLOW_V_3_0_PLUS:
+            self.env["AIRFLOW__CORE__EXECUTOR"] = "SequentialExecutor"
+        self.home.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def airflow(self) -> str:
+        return str(Path(sys.executable).with_name("airflow"))
+
+    def cli(self, *args: str, timeout: float = 180) -> str:
+        done = subprocess.run(
+            [self.airflow, *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"airflow {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+    def start(self) -> None:
+        self.cli("db", "migrate")
+        components = [["scheduler", "--skip-serve-logs"], ["triggerer", "--skip-serve-logs"]]
+        if AIRFLOW_V_3_0_PLUS:
+            components += [["api-server", "-H", "127.0.0.1", "-p", str(self.api_port)], ["dag-processor"]]
+        for args in components:
+            log = (self.home / f"{args[0]}.log").open("w")
+            self.processes[args[0]] = subprocess.Popen(
+                [self.airflow, *args],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def stop(self) -> None:
+        """SIGTERM every process group, then SIGKILL what is left (LocalExecutor workers ignore SIGTERM)."""
+        for proc in self.processes.values():
+            _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for proc in self.processes.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+    def log(self, component: str) -> str:
+        return (self.home / f"{component}.log").read_text(errors="replace")
+
+    def task_logs(self, dag_id: str, task_id: str) -> str:
+        """Every log file of the task (worker and trigger logs), concatenated."""
+        files = sorted((self.home / "logs").glob(f"**/*{dag_id}*/**/*{task_id}*/**/*.log"))
+        files += sorted((self.home / "logs").glob(f"{dag_id}/{task_id}/**/*.log"))  # Airflow 2 layout
+        return "\n".join(f.read_text(errors="replace") for f in files)
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 180) -> None:
+        """Wait until the Dag processor has written ``dag_id`` to the metadata database."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with sqlite3.connect(self.home / "airflow.db", timeout=5) as db:
+                if db.execute("SELECT 1 FROM dag WHERE dag_id = ?", (dag_id,)).fetchone():
+                    return
+            time.sleep(0.5)
+        raise TimeoutError(f"{dag_id} was not parsed within {timeout} s:\n{self.log(self.parser)[-3000:]}")
+
+    @property
+    def parser(self) -> str:
+        return "dag-processor" if AIRFLOW_V_3_0_PLUS else "scheduler"
+
+    def task_states(self, dag_id: str) -> dict[str, str | None]:
+        with sqlite3.connect(self.home / "airflow.db", timeout=5) as db:
+            rows = db.execute(
+                "SELECT task_id, state FROM task_instance WHERE dag_id = ?", (dag_id,)
+            ).fetchall()
+        return dict(rows)
+
+    def dag_run_state(self, dag_id: str) -> str | None:
+        with sqlite3.connect(self.home / "airflow.db", timeout=5) as db:
+            row = db.execute("SELECT state FROM dag_run WHERE dag_id = ?", (dag_id,)).fetchone()
+        return row[0] if row else None
+
+
+def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
