@@ -22,6 +22,7 @@ Airflow 3 the api-server and dag-processor), every process in its own session on
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -29,6 +30,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +74,7 @@ class AirflowDeployment:
             "AIRFLOW__API__PORT": str(self.api_port),
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
             "AIRFLOW__METRICS__TIMER_UNIT_CONSISTENCY": "True",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         }
         if not AIRFLOW_V_3_0_PLUS:
             self.env["AIRFLOW__CORE__EXECUTOR"] = "SequentialExecutor"
@@ -144,6 +147,19 @@ class AirflowDeployment:
                 "SELECT task_id, state FROM task_instance WHERE dag_id = ?", (dag_id,)
             ).fetchall()
         return dict(rows)
+
+    def xcom(self, dag_id: str, task_id: str, key: str) -> bytes | str | None:
+        """The raw stored XCom value (JSON) of the task's latest run."""
+        with sqlite3.connect(self.home / "airflow.db", timeout=5) as db:
+            row = db.execute(
+                "SELECT value FROM xcom WHERE dag_id = ? AND task_id = ? AND key = ?", (dag_id, task_id, key)
+            ).fetchone()
+        return row[0] if row else None
+
+    def api_get(self, path: str) -> dict:
+        """GET a REST API path of the Airflow 3 api-server (all users are admins in this deployment)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}{path}", timeout=30) as response:
+            return json.loads(response.read())
 
     def dag_run_state(self, dag_id: str) -> str | None:
         with sqlite3.connect(self.home / "airflow.db", timeout=5) as db:

@@ -24,6 +24,7 @@ import time
 
 import pytest
 
+from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS
 from tests.e2e.deployment import AirflowDeployment
 
 pytestmark = pytest.mark.e2e
@@ -61,6 +62,7 @@ def test_task_defers_to_the_triggerer_and_succeeds(backend_ai_emulator, tmp_path
         "host": emu.endpoint,
         "login": emu.access_key,
         "password": emu.secret_key,
+        "extra": {"webui_url": "https://webui.example.com"},
     }
     deployment = AirflowDeployment(
         home=tmp_path / "airflow-home",
@@ -94,6 +96,13 @@ def test_task_defers_to_the_triggerer_and_succeeds(backend_ai_emulator, tmp_path
         task_logs = deployment.task_logs(DAG_ID, "train")
         assert "Created Backend.AI batch session" in task_logs
         assert "deferred job done" in task_logs  # the job's log, written by execute_complete
+        # The "Backend.AI session" extra link points at the session in the web UI.
+        url = f"https://webui.example.com/session?sessionDetail={session.id}"
+        assert url in str(deployment.xcom(DAG_ID, "train", "backend_ai_session_url"))
+        if AIRFLOW_V_3_0_PLUS:
+            run_id = deployment.api_get(f"/api/v2/dags/{DAG_ID}/dagRuns")["dag_runs"][0]["dag_run_id"]
+            links = deployment.api_get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/train/links")
+            assert links["extra_links"]["Backend.AI session"] == url, links
         emu.wait_until(lambda: not emu.live_sessions(), timeout=10)
     finally:
         deployment.stop()

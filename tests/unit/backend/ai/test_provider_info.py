@@ -125,6 +125,7 @@ def test_hook_form_methods_mirror_the_declarative_form():
         "group",
         "skip_sslcert_validation",
         "request_timeout",
+        "webui_url",
     }
     jsonschema.validate(behaviour, _airflow_schema("customized_form_field_behaviours.schema.json"))
 

@@ -59,6 +59,7 @@ def get_provider_info():
                 "python-modules": ["airflow.providers.backend.ai.triggers.backend_ai"],
             }
         ],
+        "extra-links": ["airflow.providers.backend.ai.links.backend_ai.BackendAISessionLink"],
         "connection-types": [
             {
                 "hook-class-name": "airflow.providers.backend.ai.hooks.backend_ai.BackendAIHook",
@@ -95,6 +96,13 @@ def get_provider_info():
                         "label": "Request timeout (seconds)",
                         "description": "Maximum time to wait for one API response.",
                         "schema": {"type": ["number", "null"], "default": 60, "minimum": 1},
+                    },
+                    "webui_url": {
+                        "label": "Web UI URL",
+                        "description": "Address of the Backend.AI web "
+                        "UI; tasks then link to their "
+                        "session there.",
+                        "schema": {"type": ["string", "null"], "format": "url"},
                     },
                 },
                 "ui-field-behaviour": {

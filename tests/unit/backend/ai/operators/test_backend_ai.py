@@ -37,10 +37,12 @@ from airflow.providers.backend.ai.operators.backend_ai import (
     BackendAIRunBatchOperator,
 )
 from airflow.providers.backend.ai.triggers.backend_ai import BackendAISessionTrigger
+from airflow.providers.backend.ai.utils.connection_config import BackendAIConnectionConfig
 from airflow.providers.backend.ai.utils.session_params import SESSION_NAME_PATTERN, default_session_name
 from airflow.providers.backend.ai.utils.session_state import SessionFacts
 
 SID = "3f1c6a7e-2a63-4c56-9b8e-1d2f3a4b5c6d"
+WEBUI = "https://webui.example.com"
 RUNNING = SessionFacts(SID, "RUNNING")
 PREPARING = SessionFacts(SID, "PREPARING")
 SUCCEEDED = SessionFacts(SID, "TERMINATING", "SUCCESS", "task-finished")
@@ -70,7 +72,11 @@ def hook():
         mock.patch.object(BackendAIHook, "get_session_facts", autospec=True) as facts,
         mock.patch.object(BackendAIHook, "get_session_logs", autospec=True) as logs,
         mock.patch.object(BackendAIHook, "destroy_session", autospec=True) as destroy,
+        mock.patch.object(BackendAIHook, "settings", new_callable=mock.PropertyMock) as settings,
     ):
+        settings.return_value = BackendAIConnectionConfig(
+            conn_id="c", endpoint="https://api.example.com", access_key="AK", secret_key="SK", webui_url=WEBUI
+        )
         create.side_effect = lambda self, spec: CreatedSession(SID, spec.name, True, "PENDING")
         logs.return_value = "epoch 1\nepoch 2\ndone\n"
         destroy.return_value = True
@@ -202,6 +208,13 @@ class TestRunBatchSync:
             ("%s", "epoch 2"),
             ("%s", "done"),
         ]
+
+    def test_session_link_is_pushed_when_the_session_exists(self, hook, context, clock):
+        hook.facts.side_effect = [SUCCEEDED]
+        operator().execute(context)
+        url = f"{WEBUI}/session?sessionDetail={SID}"
+        context["ti"].xcom_push.assert_any_call(key="backend_ai_session_url", value=url)
+        context["ti"].xcom_push.assert_any_call(key="_link_BackendAISessionLink", value=url)
 
     def test_polling_backs_off_to_the_poll_interval(self, hook, context, clock):
         hook.facts.side_effect = [RUNNING] * 10 + [SUCCEEDED]

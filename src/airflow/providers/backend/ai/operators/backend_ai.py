@@ -28,6 +28,7 @@ from airflow.providers.common.compat.sdk import BaseOperator, conf
 
 from airflow.providers.backend.ai.exceptions import BackendAIException, BackendAIStartupTimeoutError
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
+from airflow.providers.backend.ai.links.backend_ai import BackendAISessionLink, push_session_url, session_url
 from airflow.providers.backend.ai.utils import session_params as params
 from airflow.providers.backend.ai.utils.batch_spec import BatchSessionSpec
 from airflow.providers.backend.ai.utils.outcome import finish_batch, should_destroy, write_log_to_task_log
@@ -74,6 +75,7 @@ class _BackendAISessionOperator(BaseOperator):
         "vfolder_mounts",
         "mount_map",
     )
+    operator_extra_links = (BackendAISessionLink(),)
     template_fields_renderers = {
         "command": "bash",
         "bootstrap_script": "bash",
@@ -197,6 +199,7 @@ class _BackendAISessionOperator(BaseOperator):
         self.log.info("Created Backend.AI batch session %s (%s)", created.session_id, created.name)
         context["ti"].xcom_push(key="session_id", value=created.session_id)
         context["ti"].xcom_push(key="session_name", value=created.name)
+        push_session_url(context["ti"], session_url(self.hook.settings.webui_url, created.session_id))
         return created.session_id
 
     def destroy_session(self, reason: str) -> None:

@@ -42,7 +42,7 @@ class ConnectionLike(Protocol):
 DEFAULT_REQUEST_TIMEOUT = 60.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
 CONN_TYPE = "backend_ai"
-EXTRA_FIELDS = ("endpoint_type", "domain", "group", "skip_sslcert_validation", "request_timeout")
+EXTRA_FIELDS = ("endpoint_type", "domain", "group", "skip_sslcert_validation", "request_timeout", "webui_url")
 _TRUE = ("true", "yes", "y", "1", "on")
 _FALSE = ("false", "no", "n", "0", "off", "")
 
@@ -60,6 +60,7 @@ class BackendAIConnectionConfig:
     group: str = "default"
     skip_sslcert_validation: bool = False
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    webui_url: str | None = None
 
     @property
     def connect_timeout(self) -> float:
@@ -83,6 +84,7 @@ class BackendAIConnectionConfig:
                 conn_id, "skip_sslcert_validation", extra.get("skip_sslcert_validation")
             ),
             request_timeout=_timeout(conn_id, "request_timeout", extra.get("request_timeout")),
+            webui_url=_webui_url(conn_id, extra.get("webui_url")),
         )
 
 
@@ -142,6 +144,18 @@ def _endpoint(conn_id: str, host: str | None, port: int | None) -> str:
     hostname = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     netloc = hostname if effective_port in (None, default_port) else f"{hostname}:{effective_port}"
     return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def _webui_url(conn_id: str, value: Any) -> str | None:
+    """The Backend.AI web UI address for session links; without it the link is hidden."""
+    if value is None:
+        return None
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        raise BackendAIConnectionConfigError(
+            conn_id, "extra.webui_url", f"must be a URL like https://webui.example.com, got {value!r}"
+        )
+    return value.rstrip("/")
 
 
 def _endpoint_type(conn_id: str, value: Any) -> str:

@@ -1,0 +1,78 @@
+# Licensed to the Apache Software Foundation (ASF) under one
+# or more contributor license agreements.  See the NOTICE file
+# distributed with this work for additional information
+# regarding copyright ownership.  The ASF licenses this file
+# to you under the Apache License, Version 2.0 (the
+# "License"); you may not use this file except in compliance
+# with the License.  You may obtain a copy of the License at
+#
+#   http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing,
+# software distributed under the License is distributed on an
+# "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY
+# KIND, either express or implied.  See the License for the
+# specific language governing permissions and limitations
+# under the License.
+from __future__ import annotations
+
+from airflow.providers.backend.ai.utils.log_follower import LogFollower
+
+
+def follower(limit: int = 10_000) -> tuple[LogFollower, list[str]]:
+    lines: list[str] = []
+    return LogFollower(lines.append, stream_limit=limit), lines
+
+
+def test_emits_each_complete_line_once():
+    log, lines = follower()
+    log.update("")
+    log.update("one\ntw")
+    assert lines == ["one"]
+    log.update("one\ntwo\nthr")
+    log.update("one\ntwo\nthr")  # nothing new
+    assert lines == ["one", "two"]
+    log.finish("one\ntwo\nthree")
+    assert lines == ["one", "two", "three"]
+    log.finish("one\ntwo\nthree")
+    assert lines == ["one", "two", "three"]
+
+
+def test_blank_lines_and_crlf_are_kept_as_lines():
+    log, lines = follower()
+    log.update("a\r\n\nb\n")
+    assert lines == ["a", "", "b"]
+
+
+def test_truncated_log_is_resynchronised_on_what_was_written():
+    log, lines = follower()
+    log.update("l1\nl2\nl3\n")
+    log.update("l3\nl4\n")  # the server dropped the head of the log
+    assert lines == ["l1", "l2", "l3", "l4"]
+
+
+def test_rotated_log_says_so_and_starts_over():
+    log, lines = follower()
+    log.update("old-1\nold-2\n")
+    log.update("new-1\n")
+    assert lines == [
+        "old-1",
+        "old-2",
+        "[the Backend.AI log was truncated or rotated; continuing from what it holds now]",
+        "new-1",
+    ]
+
+
+def test_streaming_stops_above_the_limit():
+    log, lines = follower(limit=10)
+    log.update("short\n")
+    assert log.streaming
+    log.update("short\nmuch longer line\n")
+    assert not log.streaming
+    assert lines == ["short", "much longer line"]
+
+
+def test_finish_without_updates_writes_everything():
+    log, lines = follower()
+    log.finish("x\ny")
+    assert lines == ["x", "y"]
