@@ -427,3 +427,53 @@ class TestCreateAndDestroy:
     def test_destroy_needs_a_session(self, hook, context):
         with pytest.raises(ValueError, match="Invalid session_id ''"):
             BackendAIDestroySessionOperator(task_id="d", session_id="").execute(context)
+
+
+class TestLogStreaming:
+    def run_logged(self, op, context):
+        log = mock.MagicMock()
+        with mock.patch.object(
+            BackendAIRunBatchOperator, "log", new_callable=mock.PropertyMock, return_value=log
+        ):
+            result = op.execute(context)
+        return result, [c.args[1] for c in log.info.call_args_list if c.args[:1] == ("%s",)]
+
+    def test_lines_are_streamed_once_while_the_job_runs(self, hook, context, clock):
+        hook.facts.side_effect = [PREPARING, RUNNING, RUNNING, RUNNING, SUCCEEDED]
+        hook.logs.side_effect = ["a\n", "a\nb\npart", "a\nb\npartial\n", "a\nb\npartial\nlast"]
+        result, lines = self.run_logged(operator(), context)
+        assert lines == ["a", "b", "partial", "last"]
+        assert hook.logs.call_count == 4  # three reads while running, one at the end
+        assert result["logs"] == "a\nb\npartial\nlast"
+
+    def test_streaming_off_reads_the_log_once(self, hook, context, clock):
+        hook.facts.side_effect = [RUNNING, RUNNING, SUCCEEDED]
+        _, lines = self.run_logged(operator(log_streaming=False), context)
+        assert hook.logs.call_count == 1
+        assert lines == ["epoch 1", "epoch 2", "done"]
+
+    def test_a_failed_log_read_does_not_fail_the_job(self, hook, context, clock):
+        hook.facts.side_effect = [RUNNING, SUCCEEDED]
+        hook.logs.side_effect = [BackendAITransientError("fetch the log", status=503), "x\ny\n"]
+        _, lines = self.run_logged(operator(), context)
+        assert lines == ["x", "y"]
+
+    def test_execute_complete_writes_only_what_the_trigger_did_not(self, hook, context):
+        hook.logs.return_value = "streamed 1\nstreamed 2\nrest\n"
+        event = {
+            "status": "success",
+            "session_id": SID,
+            "session_name": "job-1",
+            "session_status": "TERMINATED",
+            "result": "SUCCESS",
+            "status_info": "task-finished",
+            "message": "m",
+            "log_offset": len("streamed 1\nstreamed 2\n"),
+        }
+        log = mock.MagicMock()
+        with mock.patch.object(
+            BackendAIRunBatchOperator, "log", new_callable=mock.PropertyMock, return_value=log
+        ):
+            result = operator(deferrable=True).execute_complete(context, event)
+        assert [c.args[1] for c in log.info.call_args_list if c.args[:1] == ("%s",)] == ["rest"]
+        assert result["logs"] == "streamed 1\nstreamed 2\nrest\n"  # XCom keeps the whole log

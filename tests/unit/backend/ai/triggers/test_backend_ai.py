@@ -38,6 +38,7 @@ KWARGS = {
     "startup_deadline": NOW + 100,
     "end_deadline": NOW + 1000,
     "destroy_on_kill": True,
+    "stream_logs": False,
 }
 
 
@@ -102,7 +103,9 @@ def payload(status, facts, message):
 async def test_one_event_when_the_job_ends(hook, final, status):
     hook.facts.side_effect = [SessionFacts(SID, "PREPARING"), SessionFacts(SID, "RUNNING"), final]
     events = await collect(BackendAISessionTrigger(**KWARGS))
-    assert events == [TriggerEvent(payload(status, final, f"The job ended: {final.result}"))]
+    assert events == [
+        TriggerEvent({**payload(status, final, f"The job ended: {final.result}"), "log_offset": 0})
+    ]
     assert [c.args[0] for c in hook.sleep.call_args_list] == [0.5, 0.75]
     hook.destroy.assert_not_called()
 
@@ -169,3 +172,20 @@ async def test_cleanup_on_airflow_2_destroys_only_when_no_longer_deferred(hook, 
     with mock.patch.object(BackendAISessionTrigger, "_task_is_still_deferred", return_value=still_deferred):
         await trigger.cleanup()
     assert hook.destroy.called is destroyed
+
+
+@time_machine.travel(NOW, tick=False)
+async def test_streams_logs_and_reports_the_offset(hook):
+    hook.facts.side_effect = [
+        SessionFacts(SID, "RUNNING"),
+        SessionFacts(SID, "RUNNING"),
+        SessionFacts(SID, "TERMINATED", "SUCCESS"),
+    ]
+    with mock.patch.object(BackendAIHook, "a_get_session_logs", autospec=True) as logs:
+        logs.side_effect = ["one\n", "one\ntwo\nthr"]
+        trigger = BackendAISessionTrigger(**{**KWARGS, "stream_logs": True})
+        with mock.patch.object(BackendAISessionTrigger, "log", new_callable=mock.PropertyMock) as log:
+            (event,) = await collect(trigger)
+    streamed = [c.args[1] for c in log.return_value.info.call_args_list if c.args[:1] == ("%s",)]
+    assert streamed == ["one", "two"]
+    assert event.payload["log_offset"] == len("one\ntwo\n")

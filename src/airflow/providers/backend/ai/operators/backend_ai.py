@@ -31,10 +31,12 @@ from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
 from airflow.providers.backend.ai.links.backend_ai import BackendAISessionLink, push_session_url, session_url
 from airflow.providers.backend.ai.utils import session_params as params
 from airflow.providers.backend.ai.utils.batch_spec import BatchSessionSpec
-from airflow.providers.backend.ai.utils.outcome import finish_batch, should_destroy, write_log_to_task_log
+from airflow.providers.backend.ai.utils.log_follower import LogFollower, task_log_writer
+from airflow.providers.backend.ai.utils.outcome import finish_batch, should_destroy
 from airflow.providers.backend.ai.utils.session_state import Verdict
 from airflow.providers.backend.ai.utils.trigger_events import facts_from_event, validate_trigger_event
 from airflow.providers.backend.ai.utils.waiting import wait_for_session
+from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -265,6 +267,8 @@ class BackendAIRunBatchOperator(_BackendAISessionOperator):
         ``destroy_on_success`` (keep failed sessions for debugging). A job that did not end (startup timeout,
         killed task) is destroyed unless the action is ``keep``.
     :param xcom_log_limit: Characters of the log kept in the XCom value (the end of the log is kept).
+    :param log_streaming: Copy the session's log into the task log while the job runs (each poll reads it),
+        not only at the end. Deferred tasks stream from the triggerer on Airflow 3.
     :param deferrable: Wait in the triggerer instead of occupying a worker slot.
     """
 
@@ -273,6 +277,7 @@ class BackendAIRunBatchOperator(_BackendAISessionOperator):
         *,
         on_finish_action: str = "destroy",
         xcom_log_limit: int = DEFAULT_XCOM_LOG_LIMIT,
+        log_streaming: bool = True,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
@@ -283,6 +288,7 @@ class BackendAIRunBatchOperator(_BackendAISessionOperator):
         if isinstance(xcom_log_limit, bool) or not isinstance(xcom_log_limit, int) or xcom_log_limit < 0:
             raise ValueError(f"Invalid xcom_log_limit {xcom_log_limit!r}: expected a non-negative integer")
         self.xcom_log_limit = xcom_log_limit
+        self.log_streaming = log_streaming
         self.deferrable = deferrable
         self.effective_session_name: str | None = None
 
@@ -290,6 +296,7 @@ class BackendAIRunBatchOperator(_BackendAISessionOperator):
         spec = self.session_spec(context)
         with self.hook.get_conn():
             session_id = self.create_session(context, spec)
+            follower = self._log_follower(session_id)
             try:
                 if self.deferrable:
                     facts = self.hook.get_session_facts(session_id)
@@ -300,13 +307,34 @@ class BackendAIRunBatchOperator(_BackendAISessionOperator):
                         startup_timeout=self.startup_timeout,
                         poll_interval=self.poll_interval,
                         log=self.log,
+                        on_read=lambda facts: self._stream_log(follower, facts),
                     )
             except BaseException:
                 self._tear_down(None)
                 raise
             if facts.verdict is not Verdict.RUNNING:
-                return self._finish(facts, spec.name)
+                return self._finish(facts, spec.name, follower)
         self._defer(session_id, spec.name)
+
+    def _log_follower(self, session_id: str, start: int = 0) -> LogFollower:
+        return LogFollower(task_log_writer(self.log, session_id), start=start)
+
+    def _stream_log(self, follower: LogFollower, facts: SessionFacts) -> None:
+        """Copy new log lines into the task log while the job runs (``log_streaming``)."""
+        if not self.log_streaming or not follower.streaming or not facts.has_started:
+            return
+        try:
+            follower.update(self.hook.get_session_logs(facts.session_id))
+        except BackendAIException as exc:
+            self.log.warning(
+                "Could not read the session log (%s); it is written in full when the job ends", exc
+            )
+            return
+        if not follower.streaming:
+            self.log.info(
+                "The session log is over %d characters: no longer streamed, the rest follows when the job ends",
+                follower.stream_limit,
+            )
 
     def _defer(self, session_id: str, session_name: str) -> NoReturn:
         """
@@ -332,6 +360,7 @@ class BackendAIRunBatchOperator(_BackendAISessionOperator):
                 startup_deadline=now + self.startup_timeout,
                 end_deadline=end_deadline,
                 destroy_on_kill=self.on_finish_action != "keep",
+                stream_logs=self.log_streaming and AIRFLOW_V_3_0_PLUS,
             ),
             method_name="execute_complete",
             timeout=None if end_deadline is None else timedelta(seconds=end_deadline - now + DEFERRAL_GRACE),
@@ -343,7 +372,9 @@ class BackendAIRunBatchOperator(_BackendAISessionOperator):
         self.session_id = event["session_id"]
         with self.hook.get_conn():
             if event["status"] in ("success", "failed"):
-                return self._finish(facts_from_event(event), event["session_name"])
+                # The trigger may have streamed the first part of the log already (Airflow 3).
+                follower = self._log_follower(event["session_id"], start=event.get("log_offset") or 0)
+                return self._finish(facts_from_event(event), event["session_name"], follower)
             self._tear_down(None)
         if event["status"] == "timeout":
             raise BackendAIStartupTimeoutError(
@@ -356,11 +387,11 @@ class BackendAIRunBatchOperator(_BackendAISessionOperator):
             )
         raise BackendAIException(event["message"])
 
-    def _finish(self, facts: SessionFacts, session_name: str | None) -> dict[str, Any]:
-        """Write the log, apply ``on_finish_action`` and return the XCom value (or raise the job's failure)."""
+    def _finish(self, facts: SessionFacts, session_name: str | None, follower: LogFollower) -> dict[str, Any]:
+        """Write the rest of the log, apply ``on_finish_action`` and return the XCom value (or raise)."""
         try:
             logs = self.hook.get_session_logs(facts.session_id)
-            write_log_to_task_log(self.log, facts.session_id, logs)
+            follower.finish(logs)
             return finish_batch(facts, logs, session_name=session_name, xcom_log_limit=self.xcom_log_limit)
         finally:
             self._tear_down(facts)

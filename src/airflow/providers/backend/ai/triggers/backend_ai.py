@@ -31,7 +31,8 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow.providers.backend.ai.exceptions import BackendAIException
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
-from airflow.providers.backend.ai.utils.session_state import Verdict
+from airflow.providers.backend.ai.utils.log_follower import LogFollower
+from airflow.providers.backend.ai.utils.session_state import SessionFacts, Verdict
 from airflow.providers.backend.ai.utils.trigger_events import error_payload, event_payload
 from airflow.providers.backend.ai.utils.waiting import poll_delays
 from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS
@@ -72,6 +73,8 @@ class BackendAISessionTrigger(BaseTrigger):
     :param startup_deadline: Unix time by which the session must have started, or None.
     :param end_deadline: Unix time by which the job must have ended, or None.
     :param destroy_on_kill: Destroy the session when the user kills or clears the deferred task.
+    :param stream_logs: Copy new log lines into the trigger's log (shown in the task log on Airflow 3) while
+        the job runs; the event then says how much was written (``log_offset``).
     """
 
     def __init__(
@@ -84,6 +87,7 @@ class BackendAISessionTrigger(BaseTrigger):
         startup_deadline: float | None = None,
         end_deadline: float | None = None,
         destroy_on_kill: bool = True,
+        stream_logs: bool = False,
     ) -> None:
         super().__init__()
         self.session_id = session_id
@@ -93,7 +97,9 @@ class BackendAISessionTrigger(BaseTrigger):
         self.startup_deadline = startup_deadline
         self.end_deadline = end_deadline
         self.destroy_on_kill = destroy_on_kill
+        self.stream_logs = stream_logs
         self._event_yielded = False
+        self._follower = LogFollower(lambda line: self.log.info("%s", line))
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -106,6 +112,7 @@ class BackendAISessionTrigger(BaseTrigger):
                 "startup_deadline": self.startup_deadline,
                 "end_deadline": self.end_deadline,
                 "destroy_on_kill": self.destroy_on_kill,
+                "stream_logs": self.stream_logs,
             },
         )
 
@@ -135,9 +142,9 @@ class BackendAISessionTrigger(BaseTrigger):
             verdict = facts.verdict
             if verdict is not Verdict.RUNNING:
                 status = "success" if verdict is Verdict.SUCCEEDED else "failed"
-                return TriggerEvent(
-                    event_payload(status, facts, self.session_name, f"The job ended: {facts.result}")
-                )
+                payload = event_payload(status, facts, self.session_name, f"The job ended: {facts.result}")
+                return TriggerEvent({**payload, "log_offset": self._follower.written})
+            await self._stream_log(facts)
             now = time.time()
             deadline = self.end_deadline
             if not facts.has_started and self.startup_deadline is not None:
@@ -149,6 +156,14 @@ class BackendAISessionTrigger(BaseTrigger):
             delay = delays[min(reads, len(delays) - 1)]
             await asyncio.sleep(delay if deadline is None else max(0.0, min(delay, deadline - now)))
         raise AssertionError("unreachable")
+
+    async def _stream_log(self, facts: SessionFacts) -> None:
+        if not self.stream_logs or not self._follower.streaming or not facts.has_started:
+            return
+        try:
+            self._follower.update(await self.hook.a_get_session_logs(self.session_id))
+        except BackendAIException as exc:
+            self.log.warning("Could not read the session log (%s); it is written when the task resumes", exc)
 
     async def on_kill(self) -> None:
         """Airflow 3.3+: the user killed, cleared or marked the deferred task; destroy the session (idempotent)."""

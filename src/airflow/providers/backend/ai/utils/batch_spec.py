@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,8 @@ class BatchSessionSpec:
     :param image: container image reference.
     :param command: the batch job, run by the session as its startup command.
     :param name: session name (4-64 characters); unique per task try so retries never reuse a session.
+    :param tag: the session's Backend.AI tag, unique per spec: it tells the session this spec created apart
+        from any other of the same name (see ``BackendAIHook.create_batch_session``).
     """
 
     image: str
@@ -50,6 +53,7 @@ class BatchSessionSpec:
     batch_timeout: int | None = None
     architecture: str | None = None
     scaling_group: str | None = None
+    tag: str = field(default_factory=lambda: f"airflow-{uuid.uuid4().hex}", compare=False)
 
     def to_sdk_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``ComputeSession.get_or_create``: enqueue only, never block on start."""
@@ -71,6 +75,7 @@ class BatchSessionSpec:
             "group_name": self.group_name,
             "batch_timeout": self.batch_timeout,
             "scaling_group": self.scaling_group,
+            "tag": self.tag,
         }
         if self.architecture:
             kwargs["architecture"] = self.architecture

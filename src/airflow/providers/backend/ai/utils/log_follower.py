@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from airflow.providers.backend.ai.utils.outcome import TaskLog
+
 #: Above this size the log is no longer fetched while the job runs: each read downloads the whole log.
 DEFAULT_STREAM_LIMIT = 2 * 1024 * 1024
 #: How much of what was already written is used to find our place again in a truncated log.
@@ -42,12 +44,15 @@ class LogFollower:
 
     :param emit: called with every new line (without its line break).
     :param stream_limit: characters after which :attr:`streaming` turns off (the caller stops fetching).
+    :param start: characters already written elsewhere (by the trigger, before the task resumed).
     """
 
-    def __init__(self, emit: Callable[[str], object], *, stream_limit: int = DEFAULT_STREAM_LIMIT) -> None:
+    def __init__(
+        self, emit: Callable[[str], object], *, stream_limit: int = DEFAULT_STREAM_LIMIT, start: int = 0
+    ) -> None:
         self._emit = emit
         self.stream_limit = stream_limit
-        self.written = 0  # characters of the current log already emitted (always at a line boundary)
+        self.written = start  # characters of the current log already emitted (always at a line boundary)
         self._anchor = ""  # the last characters emitted, to find our place after a truncation
         self.streaming = True
 
@@ -87,3 +92,17 @@ class LogFollower:
                 return
         self._emit("[the Backend.AI log was truncated or rotated; continuing from what it holds now]")
         self.written = 0
+
+
+def task_log_writer(log: TaskLog, session_id: str) -> Callable[[str], None]:
+    """An ``emit`` for :class:`LogFollower` that writes into the task log, under a header line."""
+    started = False
+
+    def emit(line: str) -> None:
+        nonlocal started
+        if not started:
+            log.info("Log of Backend.AI session %s:", session_id)
+            started = True
+        log.info("%s", line)
+
+    return emit

@@ -14,10 +14,7 @@
 # KIND, either express or implied.  See the License for the
 # specific language governing permissions and limitations
 # under the License.
-"""
-The end of a batch run, shared by the worker and the deferred path: write the container log into the task
-log, then turn the final state into the task's XCom value or into a failure.
-"""
+"""The end of a batch run, shared by the worker and the deferred path: the XCom value, or the failure."""
 
 from __future__ import annotations
 
@@ -38,14 +35,6 @@ class TaskLog(Protocol):
 
 #: How many trailing log lines a failure message quotes.
 LOG_TAIL_LINES = 20
-
-
-def write_log_to_task_log(log: TaskLog, session_id: str, text: str) -> None:
-    """Write the container log line by line, folded in a group the Airflow UI can collapse."""
-    log.info("::group::Backend.AI session %s log", session_id)
-    for line in text.splitlines():
-        log.info("%s", line)
-    log.info("::endgroup::")
 
 
 def truncate_for_xcom(text: str, limit: int) -> str:

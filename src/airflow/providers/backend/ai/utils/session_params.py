@@ -30,8 +30,9 @@ from typing import Any
 
 ON_FINISH_ACTIONS = ("destroy", "keep", "destroy_on_success")
 CLUSTER_MODES = ("single-node", "multi-node")
-#: Backend.AI session names: 4-64 word characters, dots and dashes, starting and ending with a word character.
-SESSION_NAME_PATTERN = re.compile(r"^(?=.{4,64}\Z)\w[\w.-]*\w\Z")
+#: Backend.AI session names: 4-64 ASCII word characters, dots and dashes, starting and ending with a word
+#: character (the manager's ``SessionName`` validator matches with ``re.ASCII``).
+SESSION_NAME_PATTERN = re.compile(r"^(?=.{4,64}\Z)\w[\w.-]*\w\Z", re.ASCII)
 #: A resource slot name: ``cpu``, ``mem``, ``cuda.devices``, ``cuda.shares``, ``rocm.device``, ...
 _SLOT_NAME = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)*\Z")
 #: A slot amount: a number with an optional binary-size suffix (``4``, ``0.5``, ``8g``, ``512m``, ``1.5GiB``).
@@ -82,7 +83,7 @@ def check_cluster_size(value: Any) -> int:
 def check_session_name(value: Any) -> str:
     if not isinstance(value, str) or not SESSION_NAME_PATTERN.match(value):
         raise ValueError(
-            f"Invalid session_name {value!r}: expected 4-64 characters of letters, digits, '_', '.' and '-', "
+            f"Invalid session_name {value!r}: expected 4-64 characters of ASCII letters, digits, '_', '.' and '-', "
             "starting and ending with a letter, digit or '_'"
         )
     return value

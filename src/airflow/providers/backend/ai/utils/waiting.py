@@ -26,6 +26,8 @@ from airflow.providers.backend.ai.exceptions import BackendAIStartupTimeoutError
 from airflow.providers.backend.ai.utils.session_state import SessionFacts, Verdict
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
     from airflow.providers.backend.ai.utils.outcome import TaskLog
 
@@ -52,9 +54,12 @@ def wait_for_session(
     poll_interval: float,
     log: TaskLog,
     until_started: bool = False,
+    on_read: Callable[[SessionFacts], object] | None = None,
 ) -> SessionFacts:
     """
     Read the session's state until its job ended (or, with ``until_started``, until it started).
+
+    ``on_read`` is called with every state read while the job goes on (the operator streams logs there).
 
     :raises BackendAIStartupTimeoutError: the session did not start within ``startup_timeout`` seconds.
     """
@@ -68,6 +73,8 @@ def wait_for_session(
             last_status = facts.status
         if facts.verdict is not Verdict.RUNNING or (until_started and facts.has_started):
             return facts
+        if on_read is not None:
+            on_read(facts)
         delay = delays[min(reads, len(delays) - 1)]
         if not facts.has_started:
             remaining = startup_deadline - time.time()
