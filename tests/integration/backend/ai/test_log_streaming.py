@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from unittest import mock
 
 import pytest
+from airflow.providers.common.compat.sdk import TaskDeferred
 
 from airflow.providers.backend.ai.operators.backend_ai import BackendAIRunBatchOperator
 from airflow.providers.backend.ai.triggers.backend_ai import BackendAISessionTrigger
-from airflow.providers.common.compat.sdk import TaskDeferred
 
 IMAGE = "cr.backend.ai/stable/python:3.9-ubuntu20.04"
 JOB = "for i in $(seq 1 10); do echo line $i; sleep 0.2; done"
@@ -42,7 +42,7 @@ class RecordingLog:
 
     def info(self, msg: str, *args: object) -> None:
         if msg == "%s":
-            self.lines.append((datetime.now(timezone.utc), str(args[0])))
+            self.lines.append((datetime.now(UTC), str(args[0])))
 
     warning = exception = debug = error = info
 
@@ -76,14 +76,16 @@ def test_trigger_streams_lines_and_resume_writes_only_the_rest(emulator, context
     trigger_log = RecordingLog()
 
     async def run() -> dict:
-        return [event.payload async for event in trigger.run()][0]
+        (payload,) = [event.payload async for event in trigger.run()]
+        return payload
 
     with mock.patch.object(
         BackendAISessionTrigger, "log", new_callable=mock.PropertyMock, return_value=trigger_log
     ):
         event = asyncio.run(run())
     streamed = [line for _, line in trigger_log.lines]
-    assert streamed and streamed == EXPECTED[: len(streamed)]
+    assert streamed
+    assert streamed == EXPECTED[: len(streamed)]
     assert event["log_offset"] == sum(len(line) + 1 for line in streamed)
 
     task_log = RecordingLog()

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import threading
 import warnings
@@ -65,7 +66,7 @@ STATUS_QUERY = "query($id: UUID!) { compute_session(id: $id) { id name status st
 #: GraphQL search of the caller's sessions by name (names are only unique among live sessions).
 FIND_QUERY = (
     "query($filter: String) { compute_session_list(limit: 100, offset: 0, filter: $filter) "
-    "{ items { id name status created_at } total_count } }"
+    "{ items { id name tag status status_info result created_at } total_count } }"
 )
 #: A session id that cannot exist, for :meth:`BackendAIHook.test_connection`'s authenticated probe.
 _NIL_SESSION_ID = "00000000-0000-0000-0000-000000000000"
@@ -269,7 +270,8 @@ class BackendAIHook(BaseHook):
         """
         Enqueue a batch session and return at once, without waiting for it to start.
 
-        Retrying is safe: a repeated request with the same name reuses the session the first one made.
+        Retrying is safe: before a repeated request, the session an unanswered one may have made is looked
+        up by its name and the spec's tag, and adopted; so the job never runs twice.
         """
         return self._run(_create_operation(spec))
 
@@ -285,13 +287,21 @@ class BackendAIHook(BaseHook):
         """Async twin of :meth:`get_session_facts`."""
         return await self._a_run(_facts_operation(session_id))
 
+    def find_session(self, name: str, *, tag: str | None = None) -> SessionFacts:
+        """Return the newest session of this keypair named ``name`` (and tagged ``tag``), live or ended."""
+        return self._run(_find_operation(name, tag))
+
+    async def a_find_session(self, name: str, *, tag: str | None = None) -> SessionFacts:
+        """Async twin of :meth:`find_session`."""
+        return await self._a_run(_find_operation(name, tag))
+
     def find_session_id(self, name: str) -> str:
         """Return the id of the newest session of this keypair named ``name`` (live or ended)."""
-        return self._run(_find_operation(name))
+        return self.find_session(name).session_id
 
     async def a_find_session_id(self, name: str) -> str:
         """Async twin of :meth:`find_session_id`."""
-        return await self._a_run(_find_operation(name))
+        return (await self.a_find_session(name)).session_id
 
     def get_session_logs(self, session_id: str) -> str:
         """Return the container log of the session's main kernel (also after it terminated)."""
@@ -372,28 +382,41 @@ class BackendAIHook(BaseHook):
 
 def _create_operation(spec: BatchSessionSpec) -> _Operation[CreatedSession]:
     """
-    Create the session; a reused live session is an error unless an earlier attempt of this call made it.
+    Create the session; a live session of the same name that this call did not make is an error.
 
-    When an attempt times out after the server created the session, the retry finds it by its name
-    (``created`` is then False) and adopts it instead of leaking it.
+    When an attempt gets no answer although the server created the session, the next attempt finds it by
+    its name and the spec's tag and adopts it (``created`` is then False). The server would reuse a live
+    session of that name by itself, but not one whose job has already ended: creating again would run the
+    job twice.
     """
     attempts = 0
 
-    def call() -> Any:
+    def create() -> Any:
         from ai.backend.client.func.session import ComputeSession
 
-        nonlocal attempts
-        attempts += 1
         return ComputeSession.get_or_create(spec.image, **spec.to_sdk_kwargs())
 
+    def adopt_or_create(answer: Any) -> Any:
+        item = _newest_session(answer, spec.name, spec.tag)
+        return create() if item is None else SessionFacts.from_graphql(str(item.get("id")), item)
+
+    def call() -> Any:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            return create()
+        return _then(_admin().query(FIND_QUERY, _find_variables(spec.name)), adopt_or_create)
+
     def parse(session: Any) -> CreatedSession:
+        if isinstance(session, SessionFacts):  # made by an earlier, unanswered attempt
+            return CreatedSession(session.session_id, spec.name, created=False, status=session.status)
         created = CreatedSession(
             session_id=str(session.id),
             name=str(session.name),
             created=bool(getattr(session, "created", True)),
             status=str(getattr(session, "status", "PENDING")),
         )
-        if not created.created and attempts == 1:
+        if not created.created:
             raise BackendAISessionExistsError(created.name, created.session_id)
         return created
 
@@ -414,21 +437,29 @@ def _facts_operation(session_id: str) -> _Operation[SessionFacts]:
     )
 
 
-def _find_operation(name: str) -> _Operation[str]:
-    def parse(answer: Any) -> str:
-        items = ((answer or {}).get("compute_session_list") or {}).get("items") or []
-        matches = [item for item in items if item.get("name") == name]
-        if not matches:
+def _find_operation(name: str, tag: str | None = None) -> _Operation[SessionFacts]:
+    def parse(answer: Any) -> SessionFacts:
+        item = _newest_session(answer, name, tag)
+        if item is None:
             raise BackendAINotFoundError(
                 f"find session {name!r}", status=404, title="No session has this name."
             )
-        return str(max(matches, key=lambda item: str(item.get("created_at") or ""))["id"])
+        return SessionFacts.from_graphql(str(item.get("id")), item)
 
     return _Operation(
-        f"find session {name!r}",
-        lambda: _admin().query(FIND_QUERY, {"filter": f"name == {json.dumps(name)}"}),
-        parse,
+        f"find session {name!r}", lambda: _admin().query(FIND_QUERY, _find_variables(name)), parse
     )
+
+
+def _find_variables(name: str) -> dict[str, Any]:
+    return {"filter": f"name == {json.dumps(name)}"}
+
+
+def _newest_session(answer: Any, name: str, tag: str | None) -> dict[str, Any] | None:
+    """The newest item of a :data:`FIND_QUERY` answer named ``name`` (and tagged ``tag``), if any."""
+    items = ((answer or {}).get("compute_session_list") or {}).get("items") or []
+    matches = [item for item in items if item.get("name") == name and (tag is None or item.get("tag") == tag)]
+    return max(matches, key=lambda item: str(item.get("created_at") or ""), default=None)
 
 
 def _logs_operation(session_id: str) -> _Operation[str]:
@@ -457,6 +488,23 @@ def _admin() -> Any:
     from ai.backend.client.func.admin import Admin
 
     return Admin
+
+
+def _then(result: Any, next_step: Callable[[Any], Any]) -> Any:
+    """
+    Chain a second SDK call onto a first one's result, in either SDK mode.
+
+    Under a sync ``Session`` SDK calls return their result, under an ``AsyncSession`` a coroutine; the
+    chain keeps that shape, so an :class:`_Operation` may make two calls.
+    """
+    if not inspect.isawaitable(result):
+        return next_step(result)
+
+    async def chained() -> Any:
+        value = next_step(await result)
+        return await value if inspect.isawaitable(value) else value
+
+    return chained()
 
 
 def _hello() -> Any:
