@@ -1,0 +1,119 @@
+# Licensed to the Apache Software Foundation (ASF) under one
+# or more contributor license agreements.  See the NOTICE file
+# distributed with this work for additional information
+# regarding copyright ownership.  The ASF licenses this file
+# to you under the Apache License, Version 2.0 (the
+# "License"); you may not use this file except in compliance
+# with the License.  You may obtain a copy of the License at
+#
+#   http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing,
+# software distributed under the License is distributed on an
+# "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY
+# KIND, either express or implied.  See the License for the
+# specific language governing permissions and limitations
+# under the License.
+"""The Dags of the scale-out proof (dev/scaleout). Each job prints ``JOB-OUTPUT <task id>`` and sleeps."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import DAG
+
+from airflow.providers.backend.ai.operators.backend_ai import BackendAIRunBatchOperator
+
+IMAGE = os.environ.get("BACKEND_AI_IMAGE", "cr.backend.ai/stable/python:3.9-ubuntu20.04")
+START = pendulum.datetime(2026, 1, 1, tz="UTC")
+
+
+def scaleout_session_name(ti, run_id: str) -> str:
+    """``scaleout-<task>-<try>-<run hash>``: a valid Backend.AI name, unique per task, try and run."""
+    run = hashlib.sha256(run_id.encode()).hexdigest()[:8]
+    return f"scaleout-{ti.task_id}-{ti.try_number}-{run}"[:64]
+
+
+SESSION_NAME = "{{ scaleout_session_name(ti, run_id) }}"
+MACROS = {"scaleout_session_name": scaleout_session_name}
+#: ``durable`` is new in the provider; without it scenario 2 checks the default behaviour only.
+HAS_DURABLE = "durable" in inspect.signature(BackendAIRunBatchOperator.__init__).parameters
+
+
+def job(task_id: str, seconds: int) -> str:
+    return f"echo JOB-OUTPUT {task_id}; sleep {seconds}; echo JOB-DONE {task_id}"
+
+
+# 1. Fan-out: 20 sync + 20 deferrable tasks, 10 s jobs.
+with DAG(
+    dag_id="scaleout_fanout",
+    start_date=START,
+    schedule=None,
+    catchup=False,
+    max_active_tasks=64,
+    user_defined_macros=MACROS,
+    tags=["scaleout"],
+):
+    for i in range(40):
+        deferrable = i >= 20
+        task_id = f"{'deferred' if deferrable else 'sync'}_{i % 20:02d}"
+        BackendAIRunBatchOperator(
+            task_id=task_id,
+            image=IMAGE,
+            command=job(task_id, 10),
+            session_name=SESSION_NAME,
+            deferrable=deferrable,
+            poll_interval=3,
+            startup_timeout=120,
+        )
+
+# 2. A worker is killed while it runs sync tasks: half durable (default session names, which durable
+#    needs), half with scaleout- names and the default behaviour (the retry destroys the dead try's session).
+with DAG(
+    dag_id="scaleout_kill_worker",
+    start_date=START,
+    schedule=None,
+    catchup=False,
+    max_active_tasks=64,
+    user_defined_macros=MACROS,
+    default_args={"retries": 1, "retry_delay": timedelta(seconds=2)},
+    tags=["scaleout"],
+):
+    for i in range(4):
+        durable = HAS_DURABLE and i % 2 == 0
+        task_id = f"{'durable' if durable else 'plain'}_{i:02d}"
+        extra = {"durable": True} if durable else {"session_name": SESSION_NAME}
+        BackendAIRunBatchOperator(
+            task_id=task_id,
+            image=IMAGE,
+            command=job(task_id, 45),
+            poll_interval=3,
+            startup_timeout=120,
+            **extra,
+        )
+
+# 3. A triggerer is killed while it holds deferred tasks.
+with DAG(
+    dag_id="scaleout_kill_triggerer",
+    start_date=START,
+    schedule=None,
+    catchup=False,
+    max_active_tasks=64,
+    user_defined_macros=MACROS,
+    tags=["scaleout"],
+):
+    for i in range(12):
+        task_id = f"deferred_{i:02d}"
+        BackendAIRunBatchOperator(
+            task_id=task_id,
+            image=IMAGE,
+            command=job(task_id, 40),
+            session_name=SESSION_NAME,
+            deferrable=True,
+            poll_interval=3,
+            startup_timeout=120,
+        )
