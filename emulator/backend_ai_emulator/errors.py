@@ -87,8 +87,36 @@ def entity_not_found() -> ApiError:
         404,
         "entity-not-found",
         "Entity not found.",
-        "database_access_not-found",
+        "session_read_not-found",
         "No SessionRow matches the given key",
+    )
+
+
+def not_enough_permission(user_id: str, permission: str, session_id: str) -> ApiError:
+    """
+    RBAC: a USER keypair names a session UUID it may not see (nonexistent or another user's).
+
+    The manager checks the permission on the entity before it looks the entity up, so "does not exist"
+    and "belongs to someone else" answer alike. ``permission`` is the enum repr the manager prints, such
+    as ``<Permission.READ: 1>`` or ``<Permission.SOFT_DELETE: 8>``.
+    """
+    return ApiError(
+        403,
+        "not-enough-permission",
+        "Insufficient permission to perform this operation.",
+        "permission_access_forbidden",
+        f"User {user_id} lacks permission {permission} on session {session_id}",
+    )
+
+
+PERMISSION_READ = "<Permission.READ: 1>"
+PERMISSION_SOFT_DELETE = "<Permission.SOFT_DELETE: 8>"
+
+
+def unknown_resource_slot(msg: str) -> ApiError:
+    """A create asks for a slot type the manager does not know."""
+    return ApiError(
+        400, "unknown-resource-slot-type", "Unknown resource slot type.", "backendai_parsing_not-found", msg
     )
 
 

@@ -384,6 +384,8 @@ def _node(rec: SessionRecord, selections: list[Field]) -> dict[str, Any]:
         {
             "id": lambda: session_node_global_id(rec.id),
             "row_id": lambda: str(rec.id),
+            # The relay node carries the enum's value ("batch"); the legacy row its name ("BATCH").
+            "type": lambda: rec.session_type.lower(),
             "project_id": lambda: str(rec.group_id),
             "image_references": lambda: [rec.image],
             "queue_position": lambda: None,

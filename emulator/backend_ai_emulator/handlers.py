@@ -27,6 +27,7 @@ from aiohttp import web
 
 from . import graphql
 from .errors import (
+    PERMISSION_SOFT_DELETE,
     ApiError,
     bad_request_params,
     entity_not_found,
@@ -142,7 +143,13 @@ async def destroy(request: web.Request) -> web.Response:
     if owner_key and owner_key != caller.access_key and caller.role == "user":
         raise insufficient_privilege("You are not allowed to force-terminate others's sessions")
     owner = state.owner_for(caller, owner_key)
-    rec = state.resolve(owner, request.match_info["session_name"], allow_dead=True)
+    rec = state.resolve(
+        owner,
+        request.match_info["session_name"],
+        allow_dead=True,
+        caller=caller,
+        permission=PERMISSION_SOFT_DELETE,
+    )
     stats = await state.engine.destroy(rec, forced=_flag(request, "forced"))
     return web.json_response({"stats": stats})
 
@@ -157,8 +164,9 @@ async def restart(request: web.Request) -> web.Response:
 async def logs(request: web.Request) -> web.Response:
     """``GET /session/{id}/logs``: works after termination when addressed by UUID."""
     state = state_of(request)
-    owner = state.owner_for(caller_of(request), request.query.get("owner_access_key"))
-    rec = state.resolve(owner, request.match_info["session_name"], allow_dead=True)
+    caller = caller_of(request)
+    owner = state.owner_for(caller, request.query.get("owner_access_key"))
+    rec = state.resolve(owner, request.match_info["session_name"], allow_dead=True, caller=caller)
     kernel_id = request.query.get("kernel_id")
     if kernel_id is not None and kernel_id != str(rec.kernel_id):
         raise kernel_not_found(kernel_id)
@@ -169,8 +177,9 @@ async def logs(request: web.Request) -> web.Response:
 async def status_history(request: web.Request) -> web.Response:
     """``GET /session/{id}/status-history``: ``{STATUS: iso}``; 404 once dead like ``get_info``."""
     state = state_of(request)
-    owner = state.owner_for(caller_of(request), request.query.get("owner_access_key"))
-    rec = state.resolve(owner, request.match_info["session_name"], allow_dead=False)
+    caller = caller_of(request)
+    owner = state.owner_for(caller, request.query.get("owner_access_key"))
+    rec = state.resolve(owner, request.match_info["session_name"], allow_dead=False, caller=caller)
     return web.json_response(rec.status_history())
 
 

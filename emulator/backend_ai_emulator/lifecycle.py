@@ -40,6 +40,7 @@ from .errors import (
     quota_exceeded,
     session_already_exists,
     session_not_found,
+    unknown_resource_slot,
 )
 from .runner import JobOutcome, run_batch_job
 from .store import (
@@ -61,7 +62,7 @@ from .store import (
     SessionStore,
     utcnow,
 )
-from .validation import CreateRequest, parse_slots, parse_starts_at
+from .validation import CreateRequest, UnknownSlotError, parse_slots, parse_starts_at
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -126,6 +127,8 @@ class SessionEngine:
         s = self._settings
         try:
             slots = parse_slots({**s.default_resources, **req.resources}, s.known_slots)
+        except UnknownSlotError as exc:
+            raise unknown_resource_slot(str(exc)) from exc
         except ValueError as exc:
             raise invalid_api_params(f"Invalid resource allocation: {exc}") from exc
         if not s.accept_any_image and req.image not in s.known_images:

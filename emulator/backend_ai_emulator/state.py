@@ -28,7 +28,14 @@ import uuid
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from .errors import entity_not_found, forbidden, invalid_api_params, session_not_found
+from .errors import (
+    PERMISSION_READ,
+    entity_not_found,
+    forbidden,
+    invalid_api_params,
+    not_enough_permission,
+    session_not_found,
+)
 from .events import EventHub
 from .faults import FaultRegistry
 from .lifecycle import SessionEngine
@@ -97,8 +104,24 @@ class EmulatorState:
             raise invalid_api_params(f"Unknown owner access key: {owner_access_key}")
         return owner
 
-    def resolve(self, owner: Keypair, ref: str, *, allow_dead: bool) -> SessionRecord:
-        """A path segment to a session: a UUID reaches any row of the owner, a name only live ones."""
+    def resolve(
+        self,
+        owner: Keypair,
+        ref: str,
+        *,
+        allow_dead: bool,
+        caller: Keypair | None = None,
+        permission: str = PERMISSION_READ,
+    ) -> SessionRecord:
+        """
+        A path segment to a session: a UUID reaches any row of the owner, a name only live ones.
+
+        A UUID that names no session of the owner is 403 not-enough-permission when the caller is a plain
+        user (the manager's RBAC checks ``permission`` on the entity before looking it up, so "unknown"
+        and "someone else's" look alike) and 404 object-not-found for an admin. An own session that is
+        dead where only live ones count (``allow_dead=False``) is 404 for everybody.
+        """
+        caller = caller or owner
         try:
             session_id = uuid.UUID(ref)
         except ValueError:
@@ -108,9 +131,11 @@ class EmulatorState:
             return record
         found = self.store.get(session_id)
         if found is None or found.owner_access_key != owner.access_key:
-            raise session_not_found(ref)
+            if caller.role == "user":
+                raise not_enough_permission(str(caller.user_id), permission, str(session_id))
+            raise session_not_found(str(session_id))
         if not allow_dead and found.status in DEAD_STATUSES:
-            raise session_not_found(ref)
+            raise session_not_found(str(session_id))
         return found
 
     def visible_session(self, caller: Keypair, session_id: uuid.UUID) -> SessionRecord | None:

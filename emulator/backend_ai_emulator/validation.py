@@ -105,12 +105,21 @@ def parse_binary_size(value: Any) -> Decimal:
         raise ValueError(f"invalid size: {value!r}") from exc
 
 
+class UnknownSlotError(ValueError):
+    """A slot name the manager does not know (its own ``UnknownSlotType``, a 400 of its own type)."""
+
+
 def parse_slots(resources: Mapping[str, Any], known_slots: set[str]) -> dict[str, Decimal]:
-    """Turn user input into slot amounts; unknown slot names and bad amounts are ``ValueError``."""
+    """
+    Turn user input into slot amounts; bad amounts are ``ValueError``.
+
+    Unknown slot names are :class:`UnknownSlotError` (a ``ValueError``) with the manager's message
+    ``Unknown slot type: 'NAME'``.
+    """
     slots: dict[str, Decimal] = {}
     for name, raw in resources.items():
         if name not in known_slots:
-            raise ValueError(f"Unknown slot type: {name!r}")
+            raise UnknownSlotError(f"Unknown slot type: {name!r}")
         try:
             amount = parse_binary_size(raw) if name == "mem" else Decimal(str(raw))
         except (InvalidOperation, ValueError) as exc:

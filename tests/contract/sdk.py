@@ -141,6 +141,27 @@ def session_ref(session_id: uuid.UUID | str) -> ComputeSession:
     return ref
 
 
+PERMISSION_READ = "<Permission.READ: 1>"
+PERMISSION_SOFT_DELETE = "<Permission.SOFT_DELETE: 8>"
+
+
+def assert_not_enough_permission(
+    status: int, data: Any, session_id: uuid.UUID | str, permission: str = PERMISSION_READ
+) -> None:
+    """
+    The manager's RBAC answer to a USER keypair naming a session UUID it cannot see.
+
+    Unknown and other users' sessions answer alike (the permission check comes before the lookup):
+    403 not-enough-permission, not 404. A superadmin gets 404 object-not-found instead.
+    """
+    assert status == 403, data
+    assert data["type"] == "https://api.backend.ai/probs/not-enough-permission", data
+    assert data["title"] == "Insufficient permission to perform this operation."
+    assert data["error_code"] == "permission_access_forbidden"
+    assert data["msg"].startswith("User "), data
+    assert data["msg"].endswith(f" lacks permission {permission} on session {session_id}"), data
+
+
 def unique_name(prefix: str = "ct") -> str:
     """A session name valid for the manager (4-64 chars) and unique per call."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"

@@ -28,7 +28,7 @@ from ai.backend.client.exceptions import BackendAPIError
 
 from backend_ai_emulator import signed_headers
 
-from .sdk import open_session, session_ref
+from .sdk import assert_not_enough_permission, open_session, session_ref
 
 if TYPE_CHECKING:
     from backend_ai_emulator import EmulatorHandle
@@ -84,7 +84,8 @@ async def test_skewed_clock_is_400_date_sync_error(contract_target: ContractTarg
 
 
 async def test_small_skew_is_accepted(contract_target: ContractTarget) -> None:
-    url = f"{contract_target.endpoint}/session/{uuid.uuid4()}"
+    missing = uuid.uuid4()
+    url = f"{contract_target.endpoint}/session/{missing}"
     headers = signed_headers(
         "GET",
         url,
@@ -94,7 +95,8 @@ async def test_small_skew_is_accepted(contract_target: ContractTarget) -> None:
         content_type="text/plain",
     )
     status, _, body = await _raw_get(url, headers)
-    assert status == 404, body  # authenticated; the random session simply does not exist
+    # Authenticated: the request got as far as RBAC, which refuses a random session to a plain user.
+    assert_not_enough_permission(status, body, missing)
 
 
 async def test_missing_credentials_is_401(contract_target: ContractTarget) -> None:

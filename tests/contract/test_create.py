@@ -129,7 +129,9 @@ def test_unknown_resource_slot_is_400(sdk: Session, contract_target: ContractTar
         sdk, contract_target, type_="batch", startup_command="echo x", resources={"cpu": 1, "warp.drive": 1}
     )
     assert err.status == 400
-    assert "Invalid resource allocation" in err.data["msg"]
+    assert err.data["type"] == "https://api.backend.ai/probs/unknown-resource-slot-type"
+    assert err.data["error_code"] == "backendai_parsing_not-found"
+    assert err.data["msg"] == "Unknown slot type: 'warp.drive'"
 
 
 @pytest.mark.emulator_only

@@ -29,7 +29,14 @@ from ai.backend.client.exceptions import BackendAPIError, BackendClientError
 
 from backend_ai_emulator import signed_headers
 
-from .sdk import create_batch, open_session, session_ref, unique_name, wait_for_result
+from .sdk import (
+    assert_not_enough_permission,
+    create_batch,
+    open_session,
+    session_ref,
+    unique_name,
+    wait_for_result,
+)
 
 if TYPE_CHECKING:
     from ai.backend.client.session import Session
@@ -55,22 +62,25 @@ async def test_every_response_has_rate_limit_headers(contract_target: ContractTa
     async with aiohttp.ClientSession() as http:
         async with http.get(contract_target.endpoint + "/") as resp:
             assert {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Window"} <= set(resp.headers)
-        url = f"{contract_target.endpoint}/session/{uuid.uuid4()}"
+        missing = uuid.uuid4()
+        url = f"{contract_target.endpoint}/session/{missing}"
         headers = signed_headers(
             "GET", url, contract_target.access_key, contract_target.secret_key, content_type="text/plain"
         )
         async with http.get(url, headers=headers) as resp:
-            assert resp.status == 404
-            if contract_target.is_emulator:  # the manager adds them only to responses its handlers return
-                assert resp.headers["X-RateLimit-Window"] == "900"
+            assert_not_enough_permission(resp.status, await resp.json(content_type=None), missing)
+            # An error a handler raises after authentication still gets them.
+            assert resp.headers["X-RateLimit-Window"] == "900"
 
 
 def test_error_body_shape(sdk: Session) -> None:
+    missing = uuid.uuid4()
     with pytest.raises(BackendAPIError) as excinfo:
-        session_ref(uuid.uuid4()).get_info()
+        session_ref(missing).get_info()
     err = excinfo.value
-    assert err.status == 404
+    assert err.status == 403
     assert set(err.data) >= {"type", "title", "error_code", "msg"}
+    assert_not_enough_permission(err.status, err.data, missing)
     assert err.data["type"].startswith("https://api.backend.ai/probs/")
 
 
@@ -87,8 +97,8 @@ def test_injected_5xx_is_a_backend_api_error(sdk: Session, emulator: EmulatorHan
     assert excinfo.value.data["type"] == "https://api.backend.ai/probs/service-unavailable"
     with pytest.raises(BackendAPIError) as excinfo:
         missing.get_info()
-    assert excinfo.value.status == 404  # the fault fired once only
-    assert [r.status for r in emulator.requests if r.route == "get_info"] == [503, 404]
+    assert excinfo.value.status == 403  # the fault fired once only; then RBAC's answer to an unknown UUID
+    assert [r.status for r in emulator.requests if r.route == "get_info"] == [503, 403]
 
 
 @pytest.mark.emulator_only
@@ -156,7 +166,7 @@ def test_latency_fault_delays_then_serves(sdk: Session, emulator: EmulatorHandle
 def test_ratio_fault_is_seeded_and_deterministic(sdk: Session, emulator: EmulatorHandle) -> None:
     emulator.faults.add("get_info", "error", ratio=0.5, seed=7)
     rng = random.Random(7)
-    expected = [503 if rng.random() < 0.5 else 404 for _ in range(12)]
+    expected = [503 if rng.random() < 0.5 else 403 for _ in range(12)]
     seen = []
     for _ in range(12):
         with pytest.raises(BackendAPIError) as excinfo:

@@ -24,7 +24,15 @@ import pytest
 from ai.backend.client.exceptions import BackendAPIError
 from ai.backend.client.func.session import ComputeSession
 
-from .sdk import create_batch, open_session, query_session, session_ref
+from .sdk import (
+    PERMISSION_READ,
+    PERMISSION_SOFT_DELETE,
+    assert_not_enough_permission,
+    create_batch,
+    open_session,
+    query_session,
+    session_ref,
+)
 
 if TYPE_CHECKING:
     from ai.backend.client.config import APIConfig
@@ -48,15 +56,16 @@ def test_other_keypair_cannot_touch_a_session(
     created = create_batch(sdk, contract_target, "sleep 30")
     session_id, name = created.id, created.name
     with open_session(other_config) as other:
-        for call in (
-            session_ref(session_id).get_info,
-            session_ref(session_id).get_logs,
-            session_ref(session_id).destroy,
+        # By UUID: RBAC's 403, the same answer as for a UUID that does not exist (nothing leaks).
+        for call, permission in (
+            (session_ref(session_id).get_info, PERMISSION_READ),
+            (session_ref(session_id).get_logs, PERMISSION_READ),
+            (session_ref(session_id).destroy, PERMISSION_SOFT_DELETE),
         ):
             with pytest.raises(BackendAPIError) as excinfo:
                 call()
-            assert excinfo.value.status == 404
-            assert excinfo.value.data["type"] == "https://api.backend.ai/probs/object-not-found"
+            assert_not_enough_permission(excinfo.value.status, excinfo.value.data, session_id, permission)
+        # By name: only the caller's own live sessions are searched, so it is simply not found.
         with pytest.raises(BackendAPIError) as excinfo:
             ComputeSession(name).get_info()
         assert excinfo.value.status == 404

@@ -28,8 +28,12 @@ import pytest
 from ai.backend.client.exceptions import BackendAPIError
 
 from .sdk import (
+    PERMISSION_READ,
+    PERMISSION_SOFT_DELETE,
+    assert_not_enough_permission,
     create_batch,
     live_processes_in_group,
+    open_session,
     query_session,
     session_ref,
     unique_name,
@@ -175,14 +179,42 @@ def test_name_stops_resolving_after_termination(sdk: Session, contract_target: C
     assert "by-name" in session_ref(created.id).get_logs()["result"]["logs"]
 
 
-def test_unknown_uuid_404_is_object_not_found(sdk: Session) -> None:
+def test_unknown_uuid_is_403_for_a_user(sdk: Session) -> None:
+    """A USER keypair gets RBAC's 403 for a UUID it cannot see, not 404 (see test_isolation for others')."""
     missing = uuid.uuid4()
-    for call in (session_ref(missing).get_info, session_ref(missing).get_logs, session_ref(missing).destroy):
+    for call, permission in (
+        (session_ref(missing).get_info, PERMISSION_READ),
+        (session_ref(missing).get_logs, PERMISSION_READ),
+        (session_ref(missing).destroy, PERMISSION_SOFT_DELETE),
+    ):
         with pytest.raises(BackendAPIError) as excinfo:
             call()
-        assert excinfo.value.status == 404
-        assert excinfo.value.data["type"] == "https://api.backend.ai/probs/object-not-found"
-        assert excinfo.value.data["error_code"] == "session_read_not-found"
+        assert_not_enough_permission(excinfo.value.status, excinfo.value.data, missing, permission)
+
+
+@pytest.mark.emulator_only
+def test_unknown_uuid_is_404_for_an_admin(contract_target: ContractTarget, emulator: EmulatorHandle) -> None:
+    """An admin passes the RBAC check, so the lookup itself answers: 404 object-not-found."""
+    from backend_ai_emulator.settings import Keypair
+
+    admin = Keypair.make(
+        "AKIAEMULATORADMIN001", "EmulatorFakeSecretKey/NotForProductionAD", role="superadmin"
+    )
+    emulator.settings.keypairs = {**emulator.settings.keypairs, admin.access_key: admin}
+    missing = uuid.uuid4()
+    config = contract_target.config(access_key=admin.access_key, secret_key=admin.secret_key)
+    with open_session(config):
+        for call in (
+            session_ref(missing).get_info,
+            session_ref(missing).get_logs,
+            session_ref(missing).destroy,
+        ):
+            with pytest.raises(BackendAPIError) as excinfo:
+                call()
+            assert excinfo.value.status == 404
+            assert excinfo.value.data["type"] == "https://api.backend.ai/probs/object-not-found"
+            assert excinfo.value.data["error_code"] == "session_read_not-found"
+            assert excinfo.value.data["msg"] == f"Session (id={missing}) does not exist."
 
 
 def test_graphql_unknown_session_is_null(sdk: Session) -> None:
@@ -361,6 +393,6 @@ def test_detail_uses_compute_session_node(sdk: Session, contract_target: Contrac
     assert detail["id"] == str(created.id)
     assert detail["name"] == created.name
     assert detail["status"] == "RUNNING"
-    assert detail["type"] == "BATCH"
+    assert detail["type"] == "batch"  # the relay node has the enum value; legacy compute_session "BATCH"
     assert len(detail["kernels"]) == 1
     ref.destroy(forced=True)
