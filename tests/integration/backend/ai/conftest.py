@@ -40,7 +40,7 @@ def emulator(backend_ai_emulator, make_connection, request):
         try:
             emu.wait_until(lambda: not emu.live_sessions(), timeout=10)
         except TimeoutError:
-            leaked = [(s.session_id, s.name, s.status) for s in emu.live_sessions()]
+            leaked = [(str(s.id), s.name, s.status) for s in emu.live_sessions()]
             pytest.fail(f"sessions leaked on the server: {leaked}")
 
 

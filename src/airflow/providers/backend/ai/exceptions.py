@@ -45,6 +45,9 @@ class BackendAIAPIError(BackendAIException):
     :param error_code: the server's error_code, when it sent one.
     """
 
+    #: What the message says in place of the HTTP status when there is none.
+    without_status = "no response"
+
     def __init__(
         self,
         action: str,
@@ -59,7 +62,7 @@ class BackendAIAPIError(BackendAIException):
         self.title = title
         self.detail = detail
         self.error_code = error_code
-        where = f"HTTP {status}" if status is not None else "no response"
+        where = f"HTTP {status}" if status is not None else self.without_status
         text = f"{title.rstrip('.')}: {detail}" if title and detail else title or detail
         super().__init__(
             f"Backend.AI API call failed while trying to {action} ({where}): {text or 'no detail'}"
@@ -76,6 +79,12 @@ class BackendAINotFoundError(BackendAIAPIError):
 
 class BackendAITransientError(BackendAIAPIError):
     """A failure worth retrying: a 5xx or 429 answer, a dropped connection or a timeout."""
+
+
+class BackendAIUnexpectedAnswerError(BackendAIAPIError):
+    """The manager (or a proxy in front of it) answered something the provider cannot read; not retried."""
+
+    without_status = "unreadable answer"
 
 
 class BackendAISessionExistsError(BackendAIException):

@@ -27,6 +27,7 @@ from airflow.providers.common.compat.sdk import TaskDeferred
 from airflow.providers.backend.ai.exceptions import (
     BackendAIException,
     BackendAIJobFailedError,
+    BackendAINotFoundError,
     BackendAIStartupTimeoutError,
     BackendAITransientError,
 )
@@ -72,6 +73,7 @@ def hook():
         mock.patch.object(BackendAIHook, "get_session_facts", autospec=True) as facts,
         mock.patch.object(BackendAIHook, "get_session_logs", autospec=True) as logs,
         mock.patch.object(BackendAIHook, "destroy_session", autospec=True) as destroy,
+        mock.patch.object(BackendAIHook, "find_session", autospec=True) as find,
         mock.patch.object(BackendAIHook, "settings", new_callable=mock.PropertyMock) as settings,
     ):
         settings.return_value = BackendAIConnectionConfig(
@@ -80,7 +82,8 @@ def hook():
         create.side_effect = lambda self, spec: CreatedSession(SID, spec.name, True, "PENDING")
         logs.return_value = "epoch 1\nepoch 2\ndone\n"
         destroy.return_value = True
-        yield mock.Mock(get_conn=get_conn, create=create, facts=facts, logs=logs, destroy=destroy)
+        find.side_effect = BackendAINotFoundError("find session", status=404)
+        yield mock.Mock(get_conn=get_conn, create=create, facts=facts, logs=logs, destroy=destroy, find=find)
 
 
 @pytest.fixture

@@ -131,6 +131,12 @@ def problem(slug: str, title: str, msg: str | None = None) -> dict:
             id="skew",
         ),
         pytest.param(404, problem("object-not-found", "No such session."), BackendAINotFoundError, id="404"),
+        pytest.param(
+            403,
+            problem("not-enough-permission", "Insufficient permission"),
+            BackendAINotFoundError,
+            id="403-rbac",
+        ),
         pytest.param(429, problem("rate-limit-exceeded", "Slow down"), BackendAITransientError, id="429"),
         pytest.param(500, problem("internal-server-error", "Boom"), BackendAITransientError, id="500"),
         pytest.param(503, "not json at all", BackendAITransientError, id="503-text"),

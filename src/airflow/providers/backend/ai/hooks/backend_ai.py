@@ -23,7 +23,7 @@ import inspect
 import json
 import threading
 import warnings
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -47,7 +47,13 @@ from airflow.providers.backend.ai.exceptions import (
     BackendAITransientError,
 )
 from airflow.providers.backend.ai.utils.connection_config import BackendAIConnectionConfig
-from airflow.providers.backend.ai.utils.sdk_compat import build_api_config, session_ref, translate_errors
+from airflow.providers.backend.ai.utils.http_pool import sdk_accepts_shared_session, shared_client_session
+from airflow.providers.backend.ai.utils.sdk_compat import (
+    build_api_config,
+    session_ref,
+    translate_errors,
+    unreadable_answers,
+)
 from airflow.providers.backend.ai.utils.session_state import SessionFacts
 
 if TYPE_CHECKING:
@@ -189,19 +195,31 @@ class BackendAIHook(BaseHook):
 
     @asynccontextmanager
     async def get_async_conn(self) -> AsyncIterator[AsyncSession]:
-        """Open an SDK ``AsyncSession`` inside the running event loop, and always close it."""
+        """
+        Open an SDK ``AsyncSession`` inside the running event loop, and always close it.
+
+        On SDK 26 it borrows the loop's HTTP client session for this endpoint, so that many triggers in
+        one triggerer share connections instead of holding one idle socket each.
+        """
         from ai.backend.client.session import AsyncSession
 
-        session = AsyncSession(config=build_api_config(await self.a_settings()))
-        previous = self._async_session
-        try:
-            _silence_api_version_warning()
-            await session.open()
-            self._async_session = session
-            yield session
-        finally:
-            self._async_session = previous
-            await session.close()
+        settings = await self.a_settings()
+        async with AsyncExitStack() as stack:
+            shared: dict[str, Any] = {}
+            if sdk_accepts_shared_session():
+                shared["aiohttp_session"] = await stack.enter_async_context(
+                    shared_client_session(settings.endpoint, skip_ssl=settings.skip_sslcert_validation)
+                )
+            session = AsyncSession(config=build_api_config(settings), **shared)
+            previous = self._async_session
+            try:
+                _silence_api_version_warning()
+                await session.open()
+                self._async_session = session
+                yield session
+            finally:
+                self._async_session = previous
+                await session.close()
 
     @contextmanager
     def _current_session(self) -> Iterator[None]:
@@ -243,7 +261,12 @@ class BackendAIHook(BaseHook):
     def _run(self, operation: _Operation[T]) -> T:
         try:
             for attempt in Retrying(**self._retry_arguments()):
-                with attempt, self._current_session(), translate_errors(operation.action):
+                with (
+                    attempt,
+                    self._current_session(),
+                    translate_errors(operation.action),
+                    unreadable_answers(operation.action),
+                ):
                     return operation.parse(operation.call())
         except BackendAINotFoundError:
             if operation.if_gone is None:
@@ -256,7 +279,7 @@ class BackendAIHook(BaseHook):
             async for attempt in AsyncRetrying(**self._retry_arguments()):
                 with attempt:
                     async with self._current_async_session():
-                        with translate_errors(operation.action):
+                        with translate_errors(operation.action), unreadable_answers(operation.action):
                             return operation.parse(await operation.call())
         except BackendAINotFoundError:
             if operation.if_gone is None:

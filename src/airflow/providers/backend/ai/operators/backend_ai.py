@@ -26,7 +26,14 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
-from airflow.providers.backend.ai.exceptions import BackendAIException, BackendAIStartupTimeoutError
+from airflow.providers.backend.ai.exceptions import (
+    BackendAIException,
+    BackendAINotFoundError,
+    BackendAISessionExistsError,
+    BackendAIStartupTimeoutError,
+    BackendAITransientError,
+    BackendAIUnexpectedAnswerError,
+)
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
 from airflow.providers.backend.ai.links.backend_ai import BackendAISessionLink, push_session_url, session_url
 from airflow.providers.backend.ai.utils import session_params as params
@@ -196,13 +203,39 @@ class _BackendAISessionOperator(BaseOperator):
 
     def create_session(self, context: Context, spec: BatchSessionSpec) -> str:
         """Enqueue the session and record its id at once, so that every later path can clean it up."""
-        created = self.hook.create_batch_session(spec)
+        try:
+            created = self.hook.create_batch_session(spec)
+        except (BackendAITransientError, BackendAIUnexpectedAnswerError, BackendAISessionExistsError):
+            self._clean_up_failed_create(spec)
+            raise
         self.session_id = created.session_id
         self.log.info("Created Backend.AI batch session %s (%s)", created.session_id, created.name)
         context["ti"].xcom_push(key="session_id", value=created.session_id)
         context["ti"].xcom_push(key="session_name", value=created.name)
         push_session_url(context["ti"], session_url(self.hook.settings.webui_url, created.session_id))
         return created.session_id
+
+    def _clean_up_failed_create(self, spec: BatchSessionSpec) -> None:
+        """
+        The create failed without a readable answer, yet the server may have made the session: find it by
+        its name and tag and destroy it (unless ``keep``), or nobody would ever watch or end it.
+        """
+        try:
+            self.session_id = self.hook.find_session(spec.name, tag=spec.tag).session_id
+        except BackendAINotFoundError:
+            return
+        except Exception as exc:  # the create's own error is the one to report
+            self.log.error(
+                "Could not check whether the failed create left session %r behind: %s", spec.name, exc
+            )
+            return
+        if not should_destroy(getattr(self, "on_finish_action", "destroy"), None):
+            self.log.warning("Keeping Backend.AI session %s, made by the failed create", self.session_id)
+            return
+        try:
+            self.destroy_session("its create request failed")
+        except Exception as exc:
+            self.log.error("Could not destroy Backend.AI session %s: %s", self.session_id, exc)
 
     def destroy_session(self, reason: str) -> None:
         if self.session_id is None:
@@ -270,6 +303,10 @@ class BackendAIRunBatchOperator(_BackendAISessionOperator):
     :param log_streaming: Copy the session's log into the task log while the job runs (each poll reads it),
         not only at the end. Deferred tasks stream from the triggerer on Airflow 3.
     :param deferrable: Wait in the triggerer instead of occupying a worker slot.
+    :param durable: When a retry finds the session of an earlier try (its worker died), adopt it: wait for it
+        if it still runs, return its result if it succeeded, start anew only if it failed; so a job is never
+        run twice because a worker died. By default such a session is destroyed (unless ``keep``) before the
+        retry starts anew. Needs the default session names.
     """
 
     def __init__(
@@ -279,9 +316,16 @@ class BackendAIRunBatchOperator(_BackendAISessionOperator):
         xcom_log_limit: int = DEFAULT_XCOM_LOG_LIMIT,
         log_streaming: bool = True,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        durable: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if durable and self.session_name is not None:
+            raise ValueError(
+                "Invalid durable=True with session_name: an earlier try's session is found by the default "
+                "session name of that try; leave session_name unset"
+            )
+        self.durable = durable
         self.on_finish_action = params.check_choice(
             "on_finish_action", on_finish_action, params.ON_FINISH_ACTIONS
         )
@@ -295,7 +339,14 @@ class BackendAIRunBatchOperator(_BackendAISessionOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         spec = self.session_spec(context)
         with self.hook.get_conn():
-            session_id = self.create_session(context, spec)
+            adopted = self._settle_earlier_tries(context)
+            if adopted is None:
+                session_id, session_name = self.create_session(context, spec), spec.name
+            else:
+                session_id, session_name = adopted.session_id, adopted.name or spec.name
+                self.session_id = session_id
+                context["ti"].xcom_push(key="session_id", value=session_id)
+                context["ti"].xcom_push(key="session_name", value=session_name)
             follower = self._log_follower(session_id)
             try:
                 if self.deferrable:
@@ -313,8 +364,57 @@ class BackendAIRunBatchOperator(_BackendAISessionOperator):
                 self._tear_down(None)
                 raise
             if facts.verdict is not Verdict.RUNNING:
-                return self._finish(facts, spec.name, follower)
-        self._defer(session_id, spec.name)
+                return self._finish(facts, session_name, follower)
+        self._defer(session_id, session_name)
+
+    def _settle_earlier_tries(self, context: Context) -> SessionFacts | None:
+        """
+        Deal with the sessions earlier tries left behind (a worker that died could not); return one to adopt.
+
+        With ``durable``, the newest earlier session is adopted unless its job failed. Otherwise every
+        earlier session whose job has not ended is destroyed (unless ``keep``) before a new one starts.
+        """
+        earlier = self._earlier_sessions(context)
+        if self.durable and earlier and earlier[0].verdict is not Verdict.FAILED:
+            self.log.info(
+                "Adopting Backend.AI session %s (%s) of an earlier try, which is %s (durable=True)",
+                earlier[0].session_id,
+                earlier[0].name,
+                earlier[0].status,
+            )
+            return earlier[0]
+        for facts in earlier:
+            if facts.verdict is not Verdict.RUNNING:
+                continue
+            if not should_destroy(self.on_finish_action, None):
+                self.log.warning("Session %s of an earlier try still runs; keeping it", facts.session_id)
+            elif self.hook.destroy_session(facts.session_id):
+                self.log.info(
+                    "Destroyed Backend.AI session %s, left running by an earlier try", facts.session_id
+                )
+        return None
+
+    def _earlier_sessions(self, context: Context) -> list[SessionFacts]:
+        """
+        The sessions of this task instance's earlier tries, newest try first, found by their default names.
+
+        Tries before the task was last cleared do not count (Airflow's own ``max_tries - retries + 1``).
+        """
+        ti = context["ti"]
+        if self.session_name is not None:
+            return []
+        max_tries = getattr(ti, "max_tries", None)
+        first_try = max(1, max_tries - (self.retries or 0) + 1) if isinstance(max_tries, int) else 1
+        found = []
+        for try_number in range(ti.try_number - 1, first_try - 1, -1):
+            name = params.default_session_name(
+                ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1), try_number
+            )
+            try:
+                found.append(self.hook.find_session(name))
+            except BackendAINotFoundError:
+                continue
+        return found
 
     def _log_follower(self, session_id: str, start: int = 0) -> LogFollower:
         return LogFollower(task_log_writer(self.log, session_id), start=start)
@@ -388,22 +488,49 @@ class BackendAIRunBatchOperator(_BackendAISessionOperator):
         raise BackendAIException(event["message"])
 
     def _finish(self, facts: SessionFacts, session_name: str | None, follower: LogFollower) -> dict[str, Any]:
-        """Write the rest of the log, apply ``on_finish_action`` and return the XCom value (or raise)."""
+        """
+        Write the rest of the log, apply ``on_finish_action`` and return the XCom value (or raise).
+
+        The job's outcome is known before the log is read: a log that cannot be fetched is noted, not fatal,
+        so a finished paid job is never failed (and retried) for it.
+        """
         try:
-            logs = self.hook.get_session_logs(facts.session_id)
-            follower.finish(logs)
+            try:
+                logs = self.hook.get_session_logs(facts.session_id)
+            except BackendAIException as exc:
+                self.log.warning(
+                    "Could not fetch the log of Backend.AI session %s: %s", facts.session_id, exc
+                )
+                logs = f"[the session log could not be fetched: {exc}]"
+            else:
+                follower.finish(logs)
             return finish_batch(facts, logs, session_name=session_name, xcom_log_limit=self.xcom_log_limit)
         finally:
             self._tear_down(facts)
 
     def _tear_down(self, facts: SessionFacts | None) -> None:
-        """Destroy or keep the session per ``on_finish_action``; ``facts`` is None if the job did not end."""
+        """
+        Destroy or keep the session per ``on_finish_action``; ``facts`` is None if the job did not end.
+
+        A failed destroy is logged, not raised: it must not hide the job's outcome (or the error that
+        ended the wait), and a session whose job has ended terminates by itself.
+        """
         verdict = facts.verdict if facts is not None else None
-        if should_destroy(self.on_finish_action, verdict):
-            self.destroy_session("the job ended" if verdict is not None else "the job did not end")
-        else:
+        if not should_destroy(self.on_finish_action, verdict):
             self.log.info(
                 "Keeping Backend.AI session %s (on_finish_action=%s)", self.session_id, self.on_finish_action
+            )
+            return
+        try:
+            self.destroy_session("the job ended" if verdict is not None else "the job did not end")
+        except BackendAIException as exc:
+            self.log.error(
+                "Could not destroy Backend.AI session %s: %s; %s",
+                self.session_id,
+                exc,
+                "its job has ended, so it terminates by itself"
+                if verdict is not None
+                else "it may run until its job ends; destroy it by hand",
             )
 
 

@@ -24,6 +24,7 @@ files import the provider's operators at every parse.
 from __future__ import annotations
 
 import contextlib
+import ssl
 import threading
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -32,8 +33,10 @@ from uuid import UUID
 from airflow.providers.backend.ai.exceptions import (
     BackendAIAPIError,
     BackendAIAuthError,
+    BackendAIException,
     BackendAINotFoundError,
     BackendAITransientError,
+    BackendAIUnexpectedAnswerError,
 )
 
 if TYPE_CHECKING:
@@ -114,6 +117,27 @@ def translate_errors(action: str) -> Iterator[None]:
         raise BackendAITransientError(action, detail=f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
 
 
+@contextmanager
+def unreadable_answers(action: str) -> Iterator[None]:
+    """
+    Report an answer that is not what the API promises as :class:`BackendAIUnexpectedAnswerError`.
+
+    Use it around one SDK call and the reading of its answer only: the SDK indexes answers without checking
+    them, so a ``KeyError``, ``TypeError`` or ``ValueError`` there (or aiohttp's ``ContentTypeError`` for a
+    body that is not JSON) means the manager, or a proxy in front of it, answered something else.
+    """
+    from aiohttp import ContentTypeError
+
+    try:
+        yield
+    except BackendAIException:
+        raise
+    except ContentTypeError as exc:
+        raise BackendAIUnexpectedAnswerError(action, status=exc.status, detail=exc.message) from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BackendAIUnexpectedAnswerError(action, detail=f"{type(exc).__name__}: {exc}") from exc
+
+
 def client_error(action: str, exc: BaseException) -> BackendAIAPIError:
     """
     Classify a client-side failure: no answer at all, or an answer the SDK could not parse.
@@ -129,16 +153,32 @@ def client_error(action: str, exc: BaseException) -> BackendAIAPIError:
         detail = f"{type(cause).__name__}: {getattr(cause, 'message', '')}"
     if isinstance(status, int) and status < 500 and status != 429:
         return api_error(action, status, getattr(cause, "message", ""), {"msg": detail})
+    if isinstance(getattr(cause, "certificate_error", cause), ssl.SSLCertVerificationError):
+        # aiohttp's ClientConnectorCertificateError carries it; retrying cannot fix a certificate.
+        return BackendAIAPIError(
+            action,
+            detail=f"{detail}; the endpoint's TLS certificate is not trusted (the connection's extra "
+            "skip_sslcert_validation turns the check off, if you trust this endpoint)",
+        )
     return BackendAITransientError(action, status=status if isinstance(status, int) else None, detail=detail)
 
 
 def api_error(action: str, status: int, reason: str, data: Any) -> BackendAIAPIError:
-    """Classify an error answer: auth (401, 403, clock skew), not found (404), transient (429, 5xx)."""
+    """
+    Classify an error answer: auth (401, 403, clock skew), not found (404), transient (429, 5xx).
+
+    With RBAC (on by default since 26.x) the manager answers a plain user's request for a session id it
+    cannot see, unknown or another user's, with 403 ``not-enough-permission`` before looking it up; that
+    is "no such session for this keypair", not bad credentials.
+    """
     data = data if isinstance(data, dict) else {}
     title = data.get("title") or reason
     detail = data.get("msg") or data.get("content")
     error_code = data.get("error_code")
     kwargs: dict[str, Any] = {"status": status, "title": title, "detail": detail, "error_code": error_code}
+    if status == 403 and str(data.get("type", "")).endswith("/not-enough-permission"):
+        kwargs["title"] = "No such session for this keypair (unknown, or another keypair's)"
+        return BackendAINotFoundError(action, **kwargs)
     if status in (401, 403) or "invalid-auth-params" in str(data.get("type", "")):
         return BackendAIAuthError(action, **kwargs)
     if status == 404:

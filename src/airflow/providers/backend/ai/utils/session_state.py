@@ -109,12 +109,20 @@ class SessionFacts:
 
     @classmethod
     def from_graphql(cls, session_id: str, node: dict[str, Any]) -> SessionFacts:
-        """Read a ``compute_session`` GraphQL node; "None" status info (a manager quirk) becomes ``None``."""
+        """
+        Read a ``compute_session`` GraphQL node; "None" status info (a manager quirk) becomes ``None``.
+
+        :raises ValueError: the node lacks ``status`` or ``result``: without them every state would read as
+            "still running", and the wait would never end.
+        """
+        missing = [key for key in ("status", "result") if not node.get(key)]
+        if missing:
+            raise ValueError(f"the manager's answer has no {' or '.join(missing)} for session {session_id}")
         status_info = node.get("status_info")
         return cls(
             session_id=str(node.get("id") or session_id),
-            status=str(node.get("status") or "UNKNOWN").upper(),
-            result=str(node.get("result") or "UNDEFINED").upper(),
+            status=str(node["status"]).upper(),
+            result=str(node["result"]).upper(),
             status_info=None if status_info in (None, "", "None") else str(status_info),
             name=node.get("name"),
         )
