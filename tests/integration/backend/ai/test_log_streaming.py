@@ -79,8 +79,13 @@ def test_trigger_streams_lines_and_resume_writes_only_the_rest(emulator, context
         (payload,) = [event.payload async for event in trigger.run()]
         return payload
 
-    with mock.patch.object(
-        BackendAISessionTrigger, "log", new_callable=mock.PropertyMock, return_value=trigger_log
+    with (
+        mock.patch.object(
+            BackendAISessionTrigger, "log", new_callable=mock.PropertyMock, return_value=trigger_log
+        ),
+        mock.patch(
+            "airflow.providers.backend.ai.triggers.backend_ai.LOG_READ_EVERY", 1
+        ),  # read on every poll
     ):
         event = asyncio.run(run())
     streamed = [line for _, line in trigger_log.lines]

@@ -204,7 +204,8 @@ class TestRunBatchSync:
         )
         hook.destroy.assert_called_once_with(mock.ANY, SID)
         context["ti"].xcom_push.assert_any_call(key="session_id", value=SID)
-        assert [c.args[0] for c in clock.call_args_list] == [0.5, 0.75, 1.125]  # adaptive polling
+        # Adaptive polling, starting fast again once the job is seen running.
+        assert [c.args[0] for c in clock.call_args_list] == [0.5, 0.5, 0.75]
         lines = [c.args for c in log.info.call_args_list]
         assert lines[lines.index(("%s", "epoch 1")) :][:3] == [
             ("%s", "epoch 1"),

@@ -106,7 +106,9 @@ async def test_one_event_when_the_job_ends(hook, final, status):
     assert events == [
         TriggerEvent({**payload(status, final, f"The job ended: {final.result}"), "log_offset": 0})
     ]
-    assert [c.args[0] for c in hook.sleep.call_args_list] == [0.5, 0.75]
+    # A short wait first (the task read the status just before deferring), then the backoff, which
+    # starts again when the job is first seen running.
+    assert [c.args[0] for c in hook.sleep.call_args_list] == [0.5, 0.75, 0.5]
     hook.destroy.assert_not_called()
 
 
@@ -181,7 +183,10 @@ async def test_streams_logs_and_reports_the_offset(hook):
         SessionFacts(SID, "RUNNING"),
         SessionFacts(SID, "TERMINATED", "SUCCESS"),
     ]
-    with mock.patch.object(BackendAIHook, "a_get_session_logs", autospec=True) as logs:
+    with (
+        mock.patch.object(BackendAIHook, "a_get_session_logs", autospec=True) as logs,
+        mock.patch("airflow.providers.backend.ai.triggers.backend_ai.LOG_READ_EVERY", 1),
+    ):
         logs.side_effect = ["one\n", "one\ntwo\nthr"]
         trigger = BackendAISessionTrigger(**{**KWARGS, "stream_logs": True})
         with mock.patch.object(BackendAISessionTrigger, "log", new_callable=mock.PropertyMock) as log:
@@ -189,3 +194,13 @@ async def test_streams_logs_and_reports_the_offset(hook):
     streamed = [c.args[1] for c in log.return_value.info.call_args_list if c.args[:1] == ("%s",)]
     assert streamed == ["one", "two"]
     assert event.payload["log_offset"] == len("one\ntwo\n")
+
+
+@time_machine.travel(NOW, tick=False)
+async def test_reads_the_log_every_fifth_status_read(hook):
+    hook.facts.side_effect = [SessionFacts(SID, "RUNNING")] * 11 + [
+        SessionFacts(SID, "TERMINATED", "SUCCESS")
+    ]
+    with mock.patch.object(BackendAIHook, "a_get_session_logs", autospec=True, return_value="") as logs:
+        await collect(BackendAISessionTrigger(**{**KWARGS, "stream_logs": True}))
+    assert logs.call_count == 3  # reads 0, 5 and 10 of 11 while running

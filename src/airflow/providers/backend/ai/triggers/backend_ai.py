@@ -40,6 +40,10 @@ from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+#: The trigger reads the log every LOG_READ_EVERY status reads: hundreds of triggers share one triggerer
+#: and one manager, so streaming may add at most a fifth to the status reads' load.
+LOG_READ_EVERY = 5
+
 _SDK_PACKAGE = "ai.backend.client.func"
 
 
@@ -134,7 +138,11 @@ class BackendAISessionTrigger(BaseTrigger):
     async def _watch(self) -> TriggerEvent:
         delays = poll_delays(self.poll_interval)
         last_status = None
-        for reads in itertools.count():
+        # The task read the status just before deferring: wait one short delay before the first read.
+        await asyncio.sleep(delays[0])
+        backoff = itertools.count(1)
+        started = False
+        while True:
             facts = await self.hook.a_get_session_facts(self.session_id)
             if facts.status != last_status:
                 self.log.info("Session %s is %s %s", self.session_id, facts.status, facts.status_info or "")
@@ -144,7 +152,11 @@ class BackendAISessionTrigger(BaseTrigger):
                 status = "success" if verdict is Verdict.SUCCEEDED else "failed"
                 payload = event_payload(status, facts, self.session_name, f"The job ended: {facts.result}")
                 return TriggerEvent({**payload, "log_offset": self._follower.written})
-            await self._stream_log(facts)
+            if facts.has_started and not started:  # fast reads again once the job runs (see utils.waiting)
+                started, backoff = True, itertools.count()
+            reads = next(backoff)
+            if reads % LOG_READ_EVERY == 0:
+                await self._stream_log(facts)
             now = time.time()
             deadline = self.end_deadline
             if not facts.has_started and self.startup_deadline is not None:
@@ -155,7 +167,6 @@ class BackendAISessionTrigger(BaseTrigger):
                 return TriggerEvent(event_payload("timeout", facts, self.session_name, message))
             delay = delays[min(reads, len(delays) - 1)]
             await asyncio.sleep(delay if deadline is None else max(0.0, min(delay, deadline - now)))
-        raise AssertionError("unreachable")
 
     async def _stream_log(self, facts: SessionFacts) -> None:
         if not self.stream_logs or not self._follower.streaming or not facts.has_started:

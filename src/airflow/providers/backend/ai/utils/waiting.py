@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 #: First delay between two status reads. Reads then slow down by BACKOFF up to the poll interval, so a
 #: short job is seen to end within about a second while a long one costs one request per poll interval.
+#: The backoff starts again when the job is first seen running: on a real manager a session takes ~10 s
+#: to start, and a job that ends soon after would otherwise fall between two far-apart reads.
 FIRST_POLL_DELAY = 0.5
 BACKOFF = 1.5
 
@@ -66,7 +68,9 @@ def wait_for_session(
     startup_deadline = time.time() + startup_timeout
     delays = poll_delays(poll_interval)
     last_status = None
-    for reads in itertools.count():
+    backoff = itertools.count()
+    started = False
+    while True:
         facts = hook.get_session_facts(session_id)
         if facts.status != last_status:
             log.info("Session %s is %s %s", session_id, facts.status, facts.status_info or "")
@@ -75,7 +79,9 @@ def wait_for_session(
             return facts
         if on_read is not None:
             on_read(facts)
-        delay = delays[min(reads, len(delays) - 1)]
+        if facts.has_started and not started:  # fast reads again: short jobs end soon after they start
+            started, backoff = True, itertools.count()
+        delay = delays[min(next(backoff), len(delays) - 1)]
         if not facts.has_started:
             remaining = startup_deadline - time.time()
             if remaining <= 0:
@@ -89,4 +95,3 @@ def wait_for_session(
                 )
             delay = min(delay, remaining)
         time.sleep(delay)
-    raise AssertionError("unreachable")
