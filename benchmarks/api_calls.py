@@ -27,6 +27,7 @@ import threading
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from airflow.providers.backend.ai.utils.waiting import FIRST_POLL_DELAY
 from benchmarks import jobs
 from benchmarks.common import Section, set_connection
 from benchmarks.emulator_proc import EmulatorProcess
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 COMMAND = "sleep 10; echo finished"
 POLL = 15.0
 #: The operator's first poll delay; two reads closer than this learn nothing new (the job was just created).
-MIN_GAP = 0.45
+MIN_GAP = 0.9 * FIRST_POLL_DELAY  # the provider's first poll delay, less timing noise
 ROUTES = ["root", "create", "gql", "logs", "destroy", "get_info", "status_history", "events"]
 
 
@@ -88,7 +89,9 @@ def _judge(
         "destroy 1": c["destroy"] == 1,
         "no get_info / status_history / events": c["get_info"] + c["status_history"] + c["events"] == 0,
         "exactly one status read after the job end": len(after_end) == 1,
-        "no two status reads < 0.5 s apart": all(b - a >= MIN_GAP for a, b in itertools.pairwise(reads)),
+        f"no two status reads < {FIRST_POLL_DELAY} s apart": all(
+            b - a >= MIN_GAP for a, b in itertools.pairwise(reads)
+        ),
         "status reads ≤ the backoff schedule's": len(reads) <= implied,
     }
     failed = [name for name, good in checks.items() if not good]
@@ -98,7 +101,7 @@ def _judge(
         + ", ".join(f"{route} {c[route]}" for route in ROUTES if c[route])
         + f"; status reads {len(reads)} (schedule implies ≤ {implied}), {len(after_end)} after the job end"
         + (f"; broken: {', '.join(failed)}" if failed else ""),
-        "create 1, logs 1, destroy 1, no other reads; status reads ≤ schedule, none < 0.5 s apart, 1 after job end"
+        f"create 1, logs 1, destroy 1, no other reads; status reads ≤ schedule, none < {FIRST_POLL_DELAY} s apart, 1 after job end"
         if budgeted
         else "",
         (not failed) if budgeted else None,

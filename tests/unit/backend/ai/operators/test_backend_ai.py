@@ -205,7 +205,7 @@ class TestRunBatchSync:
         hook.destroy.assert_called_once_with(mock.ANY, SID)
         context["ti"].xcom_push.assert_any_call(key="session_id", value=SID)
         # Adaptive polling, starting fast again once the job is seen running.
-        assert [c.args[0] for c in clock.call_args_list] == [0.5, 0.5, 0.75]
+        assert [c.args[0] for c in clock.call_args_list] == [0.25, 0.25, 0.375]
         lines = [c.args for c in log.info.call_args_list]
         assert lines[lines.index(("%s", "epoch 1")) :][:3] == [
             ("%s", "epoch 1"),
@@ -223,7 +223,18 @@ class TestRunBatchSync:
     def test_polling_backs_off_to_the_poll_interval(self, hook, context, clock):
         hook.facts.side_effect = [RUNNING] * 10 + [SUCCEEDED]
         operator(poll_interval=3).execute(context)
-        assert [c.args[0] for c in clock.call_args_list] == [0.5, 0.75, 1.125, 1.6875, 2.53125, 3, 3, 3, 3, 3]
+        assert [c.args[0] for c in clock.call_args_list] == [
+            0.25,
+            0.375,
+            0.5625,
+            0.84375,
+            1.265625,
+            1.8984375,
+            2.84765625,
+            3,
+            3,
+            3,
+        ]
 
     @pytest.mark.parametrize(
         ("final", "reason"),

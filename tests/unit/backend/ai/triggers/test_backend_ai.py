@@ -108,7 +108,7 @@ async def test_one_event_when_the_job_ends(hook, final, status):
     ]
     # A short wait first (the task read the status just before deferring), then the backoff, which
     # starts again when the job is first seen running.
-    assert [c.args[0] for c in hook.sleep.call_args_list] == [0.5, 0.75, 0.5]
+    assert [c.args[0] for c in hook.sleep.call_args_list] == [0.25, 0.375, 0.25]
     hook.destroy.assert_not_called()
 
 
@@ -197,10 +197,10 @@ async def test_streams_logs_and_reports_the_offset(hook):
 
 
 @time_machine.travel(NOW, tick=False)
-async def test_reads_the_log_every_fifth_status_read(hook):
-    hook.facts.side_effect = [SessionFacts(SID, "RUNNING")] * 11 + [
+async def test_reads_the_log_every_eighth_status_read(hook):
+    hook.facts.side_effect = [SessionFacts(SID, "RUNNING")] * 24 + [
         SessionFacts(SID, "TERMINATED", "SUCCESS")
     ]
     with mock.patch.object(BackendAIHook, "a_get_session_logs", autospec=True, return_value="") as logs:
         await collect(BackendAISessionTrigger(**{**KWARGS, "stream_logs": True}))
-    assert logs.call_count == 3  # reads 0, 5 and 10 of 11 while running
+    assert logs.call_count == 3  # one read in eight (24 reads while running), at this session's phase

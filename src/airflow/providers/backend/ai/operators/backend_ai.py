@@ -294,7 +294,7 @@ class BackendAIRunBatchOperator(_BackendAISessionOperator):
     :param startup_timeout: Seconds the session may take to start running; then it is destroyed and the task
         fails with :class:`~airflow.providers.backend.ai.exceptions.BackendAIStartupTimeoutError`.
     :param batch_timeout: Seconds the job may run; Backend.AI then kills it and the task fails.
-    :param poll_interval: Longest pause between two status reads, in seconds. Reads start every 0.5 s and slow
+    :param poll_interval: Longest pause between two status reads, in seconds. Reads start every 0.25 s and slow
         down to this interval, so short jobs finish promptly and long ones cost few requests.
     :param on_finish_action: ``destroy`` (default) the session at the end, ``keep`` it, or
         ``destroy_on_success`` (keep failed sessions for debugging). A job that did not end (startup timeout,

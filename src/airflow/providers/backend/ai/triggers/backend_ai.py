@@ -26,6 +26,7 @@ import sys
 import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -41,8 +42,9 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
 #: The trigger reads the log every LOG_READ_EVERY status reads: hundreds of triggers share one triggerer
-#: and one manager, so streaming may add at most a fifth to the status reads' load.
-LOG_READ_EVERY = 5
+#: and one manager, so streaming adds an eighth to the status reads' load. Each trigger reads at its own
+#: phase of that cycle, so that triggers started together do not all read their logs in the same round.
+LOG_READ_EVERY = 8
 
 _SDK_PACKAGE = "ai.backend.client.func"
 
@@ -155,7 +157,7 @@ class BackendAISessionTrigger(BaseTrigger):
             if facts.has_started and not started:  # fast reads again once the job runs (see utils.waiting)
                 started, backoff = True, itertools.count()
             reads = next(backoff)
-            if reads % LOG_READ_EVERY == 0:
+            if reads % LOG_READ_EVERY == UUID(self.session_id).int % LOG_READ_EVERY:
                 await self._stream_log(facts)
             now = time.time()
             deadline = self.end_deadline

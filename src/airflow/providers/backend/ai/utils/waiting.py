@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 #: short job is seen to end within about a second while a long one costs one request per poll interval.
 #: The backoff starts again when the job is first seen running: on a real manager a session takes ~10 s
 #: to start, and a job that ends soon after would otherwise fall between two far-apart reads.
-FIRST_POLL_DELAY = 0.5
+FIRST_POLL_DELAY = 0.25
 BACKOFF = 1.5
 
 
