@@ -82,7 +82,15 @@ def _judge(
     after_end = [at for at in reads if at >= end]
     # the watcher's first read: the sync loop's first read, or the trigger's first read
     watcher_reads = reads[1:] if run_.kind == "deferrable" else reads
-    implied = _schedule_reads(end - watcher_reads[0], POLL) + (1 if run_.kind == "deferrable" else 0)
+    # The backoff starts again at the first read that sees the job running (utils/waiting.py).
+    start = s.job_start
+    seen_running = next((at for at in watcher_reads if start is not None and at >= start), watcher_reads[0])
+    implied = (
+        _schedule_reads(seen_running - watcher_reads[0], POLL)
+        + _schedule_reads(end - seen_running, POLL)
+        - 1
+        + (1 if run_.kind == "deferrable" else 0)
+    )
     checks = {
         "create 1": c["create"] == 1,
         "logs 1": c["logs"] == 1,
