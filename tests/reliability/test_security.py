@@ -126,6 +126,8 @@ def test_the_secret_key_appears_nowhere(backend_ai_emulator, make_connection, ca
 
         # A job that fails, deferred: trigger serialization, event, execute_complete, exception.
         deferred = batch_operator("deferrable", "echo failing; exit 3")
+        # Its own task id: the sync job's session may still be TERMINATING, and a live name is not reused.
+        context = make_context(task_id="deferred_job")
         trigger = defer(deferred, context)
         seen.append(json.dumps(trigger.serialize()))
         event = run_trigger(resumed(trigger))
