@@ -492,3 +492,11 @@ class TestLogStreaming:
             result = operator(deferrable=True).execute_complete(context, event)
         assert [c.args[1] for c in log.info.call_args_list if c.args[:1] == ("%s",)] == ["rest"]
         assert result["logs"] == "streamed 1\nstreamed 2\nrest\n"  # XCom keeps the whole log
+
+
+def test_the_reason_is_read_again_when_the_result_came_first(hook, context, clock):
+    """On a real manager the result is set ~30 ms before the reason; one more read picks the reason up."""
+    hook.facts.side_effect = [RUNNING, SessionFacts(SID, "RUNNING", "SUCCESS", None), SUCCEEDED]
+    result = operator().execute(context)
+    assert result["status_info"] == "task-finished"
+    assert hook.facts.call_count == 3

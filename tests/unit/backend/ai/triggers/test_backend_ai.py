@@ -121,7 +121,10 @@ async def test_startup_deadline(hook):
 
 
 async def test_sleep_never_overshoots_a_deadline(hook):
-    hook.facts.side_effect = [SessionFacts(SID, "RUNNING"), SessionFacts(SID, "TERMINATED", "SUCCESS")]
+    hook.facts.side_effect = [
+        SessionFacts(SID, "RUNNING"),
+        SessionFacts(SID, "TERMINATED", "SUCCESS", "task-finished"),
+    ]
     with time_machine.travel(NOW + 999.8, tick=False):
         await collect(BackendAISessionTrigger(**KWARGS))
     assert hook.sleep.call_args.args[0] == pytest.approx(0.2)
@@ -181,7 +184,7 @@ async def test_streams_logs_and_reports_the_offset(hook):
     hook.facts.side_effect = [
         SessionFacts(SID, "RUNNING"),
         SessionFacts(SID, "RUNNING"),
-        SessionFacts(SID, "TERMINATED", "SUCCESS"),
+        SessionFacts(SID, "TERMINATED", "SUCCESS", "task-finished"),
     ]
     with (
         mock.patch.object(BackendAIHook, "a_get_session_logs", autospec=True) as logs,
@@ -199,8 +202,16 @@ async def test_streams_logs_and_reports_the_offset(hook):
 @time_machine.travel(NOW, tick=False)
 async def test_reads_the_log_every_eighth_status_read(hook):
     hook.facts.side_effect = [SessionFacts(SID, "RUNNING")] * 24 + [
-        SessionFacts(SID, "TERMINATED", "SUCCESS")
+        SessionFacts(SID, "TERMINATED", "SUCCESS", "task-finished")
     ]
     with mock.patch.object(BackendAIHook, "a_get_session_logs", autospec=True, return_value="") as logs:
         await collect(BackendAISessionTrigger(**{**KWARGS, "stream_logs": True}))
     assert logs.call_count == 3  # one read in eight (24 reads while running), at this session's phase
+
+
+@time_machine.travel(NOW, tick=False)
+async def test_the_reason_is_read_again_when_the_result_came_first(hook):
+    final = SessionFacts(SID, "TERMINATING", "FAILURE", "task-timeout")
+    hook.facts.side_effect = [SessionFacts(SID, "RUNNING", "FAILURE", None), final]
+    (event,) = await collect(BackendAISessionTrigger(**KWARGS))
+    assert event.payload["status_info"] == "task-timeout"

@@ -149,6 +149,10 @@ class BackendAISessionTrigger(BaseTrigger):
             if facts.status != last_status:
                 self.log.info("Session %s is %s %s", self.session_id, facts.status, facts.status_info or "")
                 last_status = facts.status
+            if facts.verdict is not Verdict.RUNNING and facts.status_info is None:
+                # The manager records the reason some 30 ms after the result (see utils.waiting).
+                await asyncio.sleep(delays[0])
+                facts = await self.hook.a_get_session_facts(self.session_id)
             verdict = facts.verdict
             if verdict is not Verdict.RUNNING:
                 status = "success" if verdict is Verdict.SUCCEEDED else "failed"

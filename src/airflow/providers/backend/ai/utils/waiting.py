@@ -75,6 +75,10 @@ def wait_for_session(
         if facts.status != last_status:
             log.info("Session %s is %s %s", session_id, facts.status, facts.status_info or "")
             last_status = facts.status
+        if facts.verdict is not Verdict.RUNNING and facts.status_info is None:
+            # The manager records the reason (task-finished, task-timeout, ...) some 30 ms after the result.
+            time.sleep(FIRST_POLL_DELAY)
+            facts = hook.get_session_facts(session_id)
         if facts.verdict is not Verdict.RUNNING or (until_started and facts.has_started):
             return facts
         if on_read is not None:
