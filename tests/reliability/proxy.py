@@ -102,7 +102,8 @@ class RewritingProxy:
         self._client = aiohttp.ClientSession(auto_decompress=False)
         app = web.Application(client_max_size=256 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._forward)
-        self._runner = web.AppRunner(app, access_log=None)
+        # A client that leaves ends its handler (an event stream would otherwise be piped forever).
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         context = None
         if self._tls is not None:
@@ -117,6 +118,14 @@ class RewritingProxy:
         if self._runner is not None:
             await self._runner.cleanup()
 
+    async def _pipe(self, request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+        """Pass an event stream through as it comes (never rewritten), until either side closes."""
+        response = web.StreamResponse(status=upstream.status, headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        async for chunk in upstream.content.iter_any():
+            await response.write(chunk)
+        return response
+
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         self.requests.append((request.method, request.path))
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
@@ -127,8 +136,10 @@ class RewritingProxy:
             data=await request.read(),
             allow_redirects=False,
         ) as upstream:
-            status, body = upstream.status, await upstream.read()
             content_type = upstream.headers.get("Content-Type", "application/octet-stream")
+            if content_type.startswith("text/event-stream"):
+                return await self._pipe(request, upstream)
+            status, body = upstream.status, await upstream.read()
         rule = next((r for r in self.rewrites if r.matches(request.method, request.path)), None)
         if rule is not None:
             rule.fired += 1

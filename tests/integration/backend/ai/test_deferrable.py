@@ -83,6 +83,8 @@ def test_failure_and_batch_timeout(emulator, context):
     event = run_trigger(defer(deferrable("echo oops; exit 4"), context))
     with pytest.raises(BackendAIJobFailedError, match="task-failed"):
         deferrable("ignored").execute_complete(context, event)
+    # The end is known from the event, before the manager finishes terminating: the name is free after.
+    emulator.wait_until(lambda: not emulator.live_sessions())
     event = run_trigger(defer(deferrable("sleep 60", batch_timeout=1), context))
     with pytest.raises(BackendAIJobFailedError, match="batch_timeout expired"):
         deferrable("ignored").execute_complete(context, event)

@@ -285,10 +285,22 @@ class TestRunBatchSync:
         assert sum(c.args[0] for c in clock.call_args_list) == pytest.approx(10)
 
     def test_monitoring_failure_destroys_the_running_job(self, hook, context, clock):
-        hook.facts.side_effect = [RUNNING, BackendAITransientError("read", status=503)]
+        reads = iter([RUNNING])
+
+        def read(*args):
+            return next(reads, None) or _raise(BackendAITransientError("read", status=503))
+
+        hook.facts.side_effect = read
         with pytest.raises(BackendAITransientError):
-            operator(on_finish_action="destroy_on_success").execute(context)
+            operator(on_finish_action="destroy_on_success", poll_interval=2).execute(context)
         hook.destroy.assert_called_once_with(mock.ANY, SID)
+        # Failed reads are tolerated for two poll intervals (a manager restart), then the error is raised.
+        assert 4 < sum(c.args[0] for c in clock.call_args_list[1:]) <= 6
+
+    def test_a_short_outage_is_ridden_out(self, hook, context, clock):
+        outage = BackendAITransientError("read", status=503)
+        hook.facts.side_effect = [RUNNING, outage, outage, SUCCEEDED]
+        assert operator(poll_interval=2).execute(context)["result"] == "SUCCESS"
 
     def test_failed_creation_destroys_nothing(self, hook, context):
         hook.create.side_effect = BackendAITransientError("create", status=500)
@@ -500,3 +512,7 @@ def test_the_reason_is_read_again_when_the_result_came_first(hook, context, cloc
     result = operator().execute(context)
     assert result["status_info"] == "task-finished"
     assert hook.facts.call_count == 3
+
+
+def _raise(error: Exception):
+    raise error

@@ -16,6 +16,7 @@
 # under the License.
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from unittest import mock
 
 import pytest
@@ -25,6 +26,7 @@ from airflow.triggers.base import TriggerEvent
 from airflow.providers.backend.ai.exceptions import BackendAIAuthError, BackendAITransientError
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
 from airflow.providers.backend.ai.triggers.backend_ai import BackendAISessionTrigger
+from airflow.providers.backend.ai.utils.session_events import StreamState, Wake
 from airflow.providers.backend.ai.utils.session_state import SessionFacts
 from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS
 
@@ -39,6 +41,7 @@ KWARGS = {
     "end_deadline": NOW + 1000,
     "destroy_on_kill": True,
     "stream_logs": False,
+    "use_event_stream": True,
 }
 
 
@@ -215,3 +218,58 @@ async def test_the_reason_is_read_again_when_the_result_came_first(hook):
     hook.facts.side_effect = [SessionFacts(SID, "RUNNING", "FAILURE", None), final]
     (event,) = await collect(BackendAISessionTrigger(**KWARGS))
     assert event.payload["status_info"] == "task-timeout"
+
+
+class FakeEventWatch:
+    """An open event stream that wakes the trigger as told, recording how long it was asked to wait."""
+
+    def __init__(self, *wakes, reason="task-finished"):
+        self.state, self.unavailable_reason, self.event_reason = StreamState.OPEN, None, None
+        self.wakes, self.reason, self.timeouts = list(wakes), reason, []
+
+    async def wait(self, timeout):
+        self.timeouts.append(timeout)
+        wake = self.wakes.pop(0)
+        if wake is Wake.EVENT:
+            self.event_reason = self.reason
+        return wake
+
+
+def with_events(watch):
+    @asynccontextmanager
+    async def fake(hook, session_id):
+        assert session_id == SID
+        yield watch
+
+    return mock.patch("airflow.providers.backend.ai.triggers.backend_ai.watch_session_events", fake)
+
+
+@pytest.mark.event_stream
+@time_machine.travel(NOW, tick=False)
+async def test_with_events_the_end_event_ends_the_wait_and_gives_the_reason(hook):
+    running = SessionFacts(SID, "RUNNING")
+    hook.facts.side_effect = [running, running, SessionFacts(SID, "RUNNING", "SUCCESS")]
+    watch = FakeEventWatch(None, Wake.EVENT)
+    with with_events(watch):
+        (event,) = await collect(BackendAISessionTrigger(**{**KWARGS, "end_deadline": None}))
+    assert (event.payload["status"], event.payload["status_info"]) == ("success", "task-finished")
+    assert watch.timeouts == [5.0, 5.0]  # the safety poll: one read per poll interval while events come
+    hook.sleep.assert_not_called()  # no fast polling, no re-read for the reason
+
+
+@pytest.mark.event_stream
+@time_machine.travel(NOW, tick=False)
+async def test_with_events_a_lost_stream_means_fast_reads_without_an_extra_one(hook):
+    hook.facts.side_effect = [SessionFacts(SID, "RUNNING"), SessionFacts(SID, "TERMINATED", "SUCCESS", "x")]
+    watch = FakeEventWatch(Wake.LOST, None)
+
+    async def lose_stream(timeout):
+        watch.state = StreamState.CONNECTING
+        return await FakeEventWatch.wait(watch, timeout)
+
+    watch.wait = lose_stream
+    with with_events(watch):
+        (event,) = await collect(BackendAISessionTrigger(**{**KWARGS, "end_deadline": None}))
+    assert event.payload["status"] == "success"
+    assert hook.facts.call_count == 2  # the loss itself asked for no read
+    assert watch.timeouts == [5.0, 0.375]  # then the polling schedule

@@ -114,6 +114,7 @@ class _BackendAISessionOperator(BaseOperator):
         startup_timeout: float = 600,
         batch_timeout: int | None = None,
         poll_interval: float = 15,
+        use_event_stream: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -136,6 +137,7 @@ class _BackendAISessionOperator(BaseOperator):
         timeout = params.check_optional_positive_number("batch_timeout", batch_timeout)
         self.batch_timeout = None if timeout is None else max(1, round(timeout))
         self.poll_interval = params.check_positive_number("poll_interval", poll_interval)
+        self.use_event_stream = use_event_stream
         self.session_id: str | None = None
         self._check_session_fields(only_rendered=True)
 
@@ -294,8 +296,12 @@ class BackendAIRunBatchOperator(_BackendAISessionOperator):
     :param startup_timeout: Seconds the session may take to start running; then it is destroyed and the task
         fails with :class:`~airflow.providers.backend.ai.exceptions.BackendAIStartupTimeoutError`.
     :param batch_timeout: Seconds the job may run; Backend.AI then kills it and the task fails.
-    :param poll_interval: Longest pause between two status reads, in seconds. Reads start every 0.25 s and slow
-        down to this interval, so short jobs finish promptly and long ones cost few requests.
+    :param poll_interval: Longest pause between two status reads, in seconds. While the manager's event stream
+        is open, the job's end is known from its event within milliseconds and the state is read once per
+        interval as a safety net; without the stream, reads start every 0.25 s and slow down to this interval.
+    :param use_event_stream: Learn of the job's end from the manager's session event stream (one stream per
+        connection and process, shared by all waiting tasks); poll alone when False or when the stream is
+        not available (a log line then says why).
     :param on_finish_action: ``destroy`` (default) the session at the end, ``keep`` it, or
         ``destroy_on_success`` (keep failed sessions for debugging). A job that did not end (startup timeout,
         killed task) is destroyed unless the action is ``keep``.
@@ -359,6 +365,7 @@ class BackendAIRunBatchOperator(_BackendAISessionOperator):
                         poll_interval=self.poll_interval,
                         log=self.log,
                         on_read=lambda facts: self._stream_log(follower, facts),
+                        use_event_stream=self.use_event_stream,
                     )
             except BaseException:
                 self._tear_down(None)
@@ -461,6 +468,7 @@ class BackendAIRunBatchOperator(_BackendAISessionOperator):
                 end_deadline=end_deadline,
                 destroy_on_kill=self.on_finish_action != "keep",
                 stream_logs=self.log_streaming and AIRFLOW_V_3_0_PLUS,
+                use_event_stream=self.use_event_stream,
             ),
             method_name="execute_complete",
             timeout=None if end_deadline is None else timedelta(seconds=end_deadline - now + DEFERRAL_GRACE),
@@ -569,6 +577,7 @@ class BackendAICreateSessionOperator(_BackendAISessionOperator):
                         poll_interval=self.poll_interval,
                         log=self.log,
                         until_started=True,
+                        use_event_stream=False,  # the stream wakes on ends only; starting is polled
                     )
                 handed_over = True
             finally:

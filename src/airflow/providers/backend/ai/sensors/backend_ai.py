@@ -36,6 +36,7 @@ from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
 from airflow.providers.backend.ai.utils.outcome import describe_failure
 from airflow.providers.backend.ai.utils.session_state import Verdict
 from airflow.providers.backend.ai.utils.trigger_events import facts_from_event, validate_trigger_event
+from airflow.providers.backend.ai.utils.waiting import wait_for_session
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -52,7 +53,10 @@ class BackendAISessionSensor(BaseSensorOperator):
     Wait until a Backend.AI batch session's job has ended; fail (without retries) if it did not succeed.
 
     Works in ``poke`` and ``reschedule`` mode. The job counts as ended as soon as Backend.AI knows its
-    result, which is seconds before the session reaches TERMINATED.
+    result, which is seconds before the session reaches TERMINATED. In ``poke`` mode the sensor holds its
+    worker slot anyway, so a poke waits for the job itself: it learns of the end from the manager's event
+    stream within milliseconds and reads the state every ``poke_interval`` as a safety net, until the
+    sensor's ``timeout``. In ``reschedule`` mode each poke is one read.
 
     .. seealso::
         :ref:`howto/operator:BackendAISessionSensor`
@@ -64,6 +68,8 @@ class BackendAISessionSensor(BaseSensorOperator):
     :param backend_ai_conn_id: The ``backend_ai`` connection to use.
     :param deferrable: Wait in the triggerer (with :class:`BackendAISessionTrigger`) instead of poking from a
         worker. The sensor never destroys the session: it did not create it.
+    :param use_event_stream: Learn of the job's end from the manager's event stream (poke mode and deferrable);
+        poll alone when False or when the stream is not available.
     """
 
     template_fields: Sequence[str] = ("session_id", "session_name")
@@ -75,10 +81,13 @@ class BackendAISessionSensor(BaseSensorOperator):
         session_name: str | None = None,
         backend_ai_conn_id: str = BackendAIHook.default_conn_name,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        use_event_stream: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.deferrable = deferrable
+        self.use_event_stream = use_event_stream
+        self._give_up_at: float | None = None
         if (session_id is None) == (session_name is None):
             raise ValueError("Pass exactly one of session_id and session_name to BackendAISessionSensor")
         self.session_id = session_id
@@ -102,6 +111,16 @@ class BackendAISessionSensor(BaseSensorOperator):
         session_id = self._session_id()
         try:
             facts = self.hook.get_session_facts(session_id)
+            if facts.verdict is Verdict.RUNNING and self.mode == "poke" and self._give_up_at is not None:
+                facts = wait_for_session(
+                    self.hook,
+                    session_id,
+                    startup_timeout=float("inf"),
+                    poll_interval=float(self.poke_interval),
+                    log=self.log,
+                    use_event_stream=self.use_event_stream,
+                    give_up_at=self._give_up_at,
+                )
         except BackendAINotFoundError as exc:
             raise AirflowFailException(f"Backend.AI session {session_id} does not exist") from exc
         self.log.info("Session %s is %s (result %s)", session_id, facts.status, facts.result)
@@ -110,14 +129,15 @@ class BackendAISessionSensor(BaseSensorOperator):
         return facts.verdict is Verdict.SUCCEEDED
 
     def execute(self, context: Context) -> None:
+        timeout = float(self.timeout.total_seconds() if isinstance(self.timeout, timedelta) else self.timeout)
         if not self.deferrable:
+            self._give_up_at = time.time() + timeout  # in poke mode, one poke waits for the job (see poke)
             super().execute(context)
             return
         if self.poke(context):
             return
         from airflow.providers.backend.ai.triggers.backend_ai import BackendAISessionTrigger
 
-        timeout = float(self.timeout.total_seconds() if isinstance(self.timeout, timedelta) else self.timeout)
         self.defer(
             trigger=BackendAISessionTrigger(
                 session_id=self._session_id(),
@@ -125,6 +145,7 @@ class BackendAISessionSensor(BaseSensorOperator):
                 poll_interval=float(self.poke_interval),
                 end_deadline=time.time() + timeout,
                 destroy_on_kill=False,
+                use_event_stream=self.use_event_stream,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=timeout + DEFERRAL_BACKSTOP),

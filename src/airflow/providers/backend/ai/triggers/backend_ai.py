@@ -30,16 +30,24 @@ from uuid import UUID
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow.providers.backend.ai.exceptions import BackendAIException
+from airflow.providers.backend.ai.exceptions import BackendAIException, BackendAITransientError
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
 from airflow.providers.backend.ai.utils.log_follower import LogFollower
+from airflow.providers.backend.ai.utils.session_events import StreamState, Wake, watch_session_events
 from airflow.providers.backend.ai.utils.session_state import SessionFacts, Verdict
 from airflow.providers.backend.ai.utils.trigger_events import error_payload, event_payload
-from airflow.providers.backend.ai.utils.waiting import poll_delays
+from airflow.providers.backend.ai.utils.waiting import (
+    FIRST_POLL_DELAY,
+    STREAM_OPEN_WAIT,
+    WatchSchedule,
+    with_reason,
+)
 from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+    from airflow.providers.backend.ai.utils.session_events import AsyncEventWatch
 
 #: The trigger reads the log every LOG_READ_EVERY status reads: hundreds of triggers share one triggerer
 #: and one manager, so streaming adds an eighth to the status reads' load. Each trigger reads at its own
@@ -74,13 +82,16 @@ class BackendAISessionTrigger(BaseTrigger):
 
     :param session_id: Id of the session to watch.
     :param backend_ai_conn_id: The ``backend_ai`` connection to use.
-    :param poll_interval: Longest pause between two status reads, in seconds.
+    :param poll_interval: Longest pause between two status reads, in seconds: the safety poll while the event
+        stream is open, the slowest poll without it.
     :param session_name: Name of the session, reported back in the event.
     :param startup_deadline: Unix time by which the session must have started, or None.
     :param end_deadline: Unix time by which the job must have ended, or None.
     :param destroy_on_kill: Destroy the session when the user kills or clears the deferred task.
     :param stream_logs: Copy new log lines into the trigger's log (shown in the task log on Airflow 3) while
         the job runs; the event then says how much was written (``log_offset``).
+    :param use_event_stream: Learn of the job's end from the manager's event stream, shared by every trigger
+        of the triggerer for this connection; poll alone when False or when the stream is not available.
     """
 
     def __init__(
@@ -94,6 +105,7 @@ class BackendAISessionTrigger(BaseTrigger):
         end_deadline: float | None = None,
         destroy_on_kill: bool = True,
         stream_logs: bool = False,
+        use_event_stream: bool = True,
     ) -> None:
         super().__init__()
         self.session_id = session_id
@@ -104,6 +116,7 @@ class BackendAISessionTrigger(BaseTrigger):
         self.end_deadline = end_deadline
         self.destroy_on_kill = destroy_on_kill
         self.stream_logs = stream_logs
+        self.use_event_stream = use_event_stream
         self._event_yielded = False
         self._follower = LogFollower(lambda line: self.log.info("%s", line))
 
@@ -119,6 +132,7 @@ class BackendAISessionTrigger(BaseTrigger):
                 "end_deadline": self.end_deadline,
                 "destroy_on_kill": self.destroy_on_kill,
                 "stream_logs": self.stream_logs,
+                "use_event_stream": self.use_event_stream,
             },
         )
 
@@ -130,49 +144,70 @@ class BackendAISessionTrigger(BaseTrigger):
         await _load_sdk_off_loop()
         try:
             async with self.hook.get_async_conn():
-                event = await self._watch()
+                if self.use_event_stream:
+                    async with watch_session_events(self.hook, self.session_id) as events:
+                        event = await self._watch(events)
+                else:
+                    event = await self._watch(None)
         except BackendAIException as exc:
             message = f"Watching Backend.AI session {self.session_id} failed: {exc}"
             event = TriggerEvent(error_payload(self.session_id, self.session_name, message))
         self._event_yielded = True
         yield event
 
-    async def _watch(self) -> TriggerEvent:
-        delays = poll_delays(self.poll_interval)
-        last_status = None
-        # The task read the status just before deferring: wait one short delay before the first read.
-        await asyncio.sleep(delays[0])
-        backoff = itertools.count(1)
-        started = False
+    async def _watch(self, events: AsyncEventWatch | None) -> TriggerEvent:
+        schedule = WatchSchedule(self.session_id, self.poll_interval, self.log)
+        if events is not None and events.state is StreamState.CONNECTING:
+            await events.wait(STREAM_OPEN_WAIT)  # read once the stream is open: the read sees any earlier end
+        if events is None or events.state is not StreamState.OPEN:
+            await asyncio.sleep(schedule.next_delay(None))  # the task read the status just before deferring
+        log_phase = UUID(self.session_id).int % LOG_READ_EVERY
+        reads = itertools.count(1)
+        facts: SessionFacts | None = None
+        wake: Wake | None = None
         while True:
-            facts = await self.hook.a_get_session_facts(self.session_id)
-            if facts.status != last_status:
-                self.log.info("Session %s is %s %s", self.session_id, facts.status, facts.status_info or "")
-                last_status = facts.status
-            if facts.verdict is not Verdict.RUNNING and facts.status_info is None:
-                # The manager records the reason some 30 ms after the result (see utils.waiting).
-                await asyncio.sleep(delays[0])
-                facts = await self.hook.a_get_session_facts(self.session_id)
-            verdict = facts.verdict
-            if verdict is not Verdict.RUNNING:
-                status = "success" if verdict is Verdict.SUCCEEDED else "failed"
-                payload = event_payload(status, facts, self.session_name, f"The job ended: {facts.result}")
-                return TriggerEvent({**payload, "log_offset": self._follower.written})
-            if facts.has_started and not started:  # fast reads again once the job runs (see utils.waiting)
-                started, backoff = True, itertools.count()
-            reads = next(backoff)
-            if reads % LOG_READ_EVERY == UUID(self.session_id).int % LOG_READ_EVERY:
-                await self._stream_log(facts)
-            now = time.time()
-            deadline = self.end_deadline
-            if not facts.has_started and self.startup_deadline is not None:
-                deadline = self.startup_deadline if deadline is None else min(deadline, self.startup_deadline)
-            if deadline is not None and now >= deadline:
-                what = "start" if not facts.has_started else "end"
-                message = f"The session did not {what} in time (status {facts.status})"
-                return TriggerEvent(event_payload("timeout", facts, self.session_name, message))
-            delay = delays[min(reads, len(delays) - 1)]
-            await asyncio.sleep(delay if deadline is None else max(0.0, min(delay, deadline - now)))
+            if wake is not Wake.LOST:  # a lost stream calls for faster reads, not for one now
+                try:
+                    facts = await self.hook.a_get_session_facts(self.session_id)
+                except BackendAITransientError as exc:
+                    schedule.read_failed(exc)
+                else:
+                    schedule.saw(facts)
+                    facts = with_reason(facts, events.event_reason if events else None)
+                    if facts.verdict is not Verdict.RUNNING and facts.status_info is None:
+                        await asyncio.sleep(FIRST_POLL_DELAY)  # the reason is recorded just after the result
+                        facts = await self.hook.a_get_session_facts(self.session_id)
+                    if facts.verdict is not Verdict.RUNNING:
+                        return self._ended(facts)
+                    streaming = events is not None and events.state is StreamState.OPEN
+                    if streaming or next(reads) % LOG_READ_EVERY == log_phase:
+                        await self._stream_log(facts)
+            stream = events.state if events else None
+            delay = schedule.next_delay(stream)
+            if facts is not None:
+                deadline = self._deadline(facts)
+                now = time.time()
+                if deadline is not None and now >= deadline:
+                    what = "start" if not facts.has_started else "end"
+                    message = f"The session did not {what} in time (status {facts.status})"
+                    return TriggerEvent(event_payload("timeout", facts, self.session_name, message))
+                delay = delay if deadline is None else max(0.0, min(delay, deadline - now))
+            if events is None:
+                await asyncio.sleep(delay)
+                continue
+            schedule.note_stream(stream, events.unavailable_reason)
+            wake = await events.wait(delay)
+
+    def _deadline(self, facts: SessionFacts) -> float | None:
+        deadline = self.end_deadline
+        if not facts.has_started and self.startup_deadline is not None:
+            deadline = self.startup_deadline if deadline is None else min(deadline, self.startup_deadline)
+        return deadline
+
+    def _ended(self, facts: SessionFacts) -> TriggerEvent:
+        status = "success" if facts.verdict is Verdict.SUCCEEDED else "failed"
+        payload = event_payload(status, facts, self.session_name, f"The job ended: {facts.result}")
+        return TriggerEvent({**payload, "log_offset": self._follower.written})
 
     async def _stream_log(self, facts: SessionFacts) -> None:
         if not self.stream_logs or not self._follower.streaming or not facts.has_started:

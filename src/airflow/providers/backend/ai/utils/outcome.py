@@ -32,6 +32,8 @@ class TaskLog(Protocol):
 
     def info(self, msg: Any, /, *args: Any) -> Any: ...
 
+    def warning(self, msg: Any, /, *args: Any) -> Any: ...
+
 
 #: How many trailing log lines a failure message quotes.
 LOG_TAIL_LINES = 20

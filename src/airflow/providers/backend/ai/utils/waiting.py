@@ -14,15 +14,23 @@
 # KIND, either express or implied.  See the License for the
 # specific language governing permissions and limitations
 # under the License.
-"""Watch a session from a worker until it has started, or until its job has ended."""
+"""
+Watch a session until it has started, or until its job has ended: when to read its state, and the worker's loop.
+
+With the event stream open (``utils.session_events``) a waiter reads the state when an event says the job
+ended, when the stream (re)opens, and otherwise once per ``poll_interval`` (a safety poll that bounds what a
+lost event can cost). Without the stream it polls alone, fast while the job is young (see ``poll_delays``).
+"""
 
 from __future__ import annotations
 
 import itertools
 import time
-from typing import TYPE_CHECKING
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any
 
-from airflow.providers.backend.ai.exceptions import BackendAIStartupTimeoutError
+from airflow.providers.backend.ai.exceptions import BackendAIStartupTimeoutError, BackendAITransientError
+from airflow.providers.backend.ai.utils.session_events import StreamState, Wake, watch_session_events_sync
 from airflow.providers.backend.ai.utils.session_state import SessionFacts, Verdict
 
 if TYPE_CHECKING:
@@ -30,13 +38,20 @@ if TYPE_CHECKING:
 
     from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
     from airflow.providers.backend.ai.utils.outcome import TaskLog
+    from airflow.providers.backend.ai.utils.session_events import SyncEventWatch
 
-#: First delay between two status reads. Reads then slow down by BACKOFF up to the poll interval, so a
-#: short job is seen to end within about a second while a long one costs one request per poll interval.
-#: The backoff starts again when the job is first seen running: on a real manager a session takes ~10 s
-#: to start, and a job that ends soon after would otherwise fall between two far-apart reads.
+#: First delay between two status reads when polling alone. Reads then slow down by BACKOFF up to the poll
+#: interval, so a short job is seen to end within about a second while a long one costs one request per
+#: poll interval. The backoff starts again when the job is first seen running: on a real manager a session
+#: takes ~10 s to start, and a job that ends soon after would otherwise fall between two far-apart reads.
 FIRST_POLL_DELAY = 0.25
 BACKOFF = 1.5
+#: How long reads may keep failing (each after the hook's own retries) before the wait gives up, in poll
+#: intervals: a manager restart takes some 20 s, and the job goes on meanwhile.
+OUTAGE_POLL_INTERVALS = 2
+#: Longest wait for the event stream to open before the first read (a read after it opens sees any end
+#: that came before).
+STREAM_OPEN_WAIT = 2.0
 
 
 def poll_delays(poll_interval: float) -> list[float]:
@@ -48,6 +63,72 @@ def poll_delays(poll_interval: float) -> list[float]:
     return [*delays, poll_interval]
 
 
+class WatchSchedule:
+    """
+    When to read a watched session next, and what to say about it; one schedule for worker and triggerer.
+
+    :param session_id: the watched session.
+    :param poll_interval: the longest pause between two reads (the safety poll while events arrive).
+    :param log: where status changes and the switch to polling are written.
+    """
+
+    def __init__(self, session_id: str, poll_interval: float, log: TaskLog) -> None:
+        self.session_id = session_id
+        self.poll_interval = poll_interval
+        self._log = log
+        self._delays = poll_delays(poll_interval)
+        self._reads = itertools.count()
+        self._started = False
+        self._last_status: str | None = None
+        self._said_polling = False
+        self._failing_since: float | None = None
+
+    def saw(self, facts: SessionFacts) -> None:
+        """Note a read: log a new status, and restart the fast reads when the job is first seen running."""
+        self._failing_since = None
+        if facts.status != self._last_status:
+            self._log.info("Session %s is %s %s", self.session_id, facts.status, facts.status_info or "")
+            self._last_status = facts.status
+        if facts.has_started and not self._started:
+            self._started, self._reads = True, itertools.count()
+
+    def read_failed(self, error: BackendAITransientError) -> None:
+        """Tolerate failed reads for OUTAGE_POLL_INTERVALS poll intervals, then re-raise the last one."""
+        now = time.time()
+        if self._failing_since is None:
+            self._failing_since = now
+        if now - self._failing_since > OUTAGE_POLL_INTERVALS * self.poll_interval:
+            raise error
+        self._log.warning("Could not read the state of session %s (%s); trying again", self.session_id, error)
+
+    def next_delay(self, stream: StreamState | None) -> float:
+        """The pause before the next read: the poll interval while events arrive, else the fast schedule."""
+        reads = next(self._reads)
+        if stream is StreamState.OPEN:
+            return self.poll_interval
+        return self._delays[min(reads, len(self._delays) - 1)]
+
+    def note_stream(self, stream: StreamState | None, reason: str | None) -> None:
+        """Say once why this wait polls although events were asked for."""
+        if stream not in (StreamState.UNAVAILABLE, StreamState.CONNECTING) or self._said_polling:
+            return
+        self._said_polling = True
+        why = f"is not available ({reason})" if stream is StreamState.UNAVAILABLE else "did not open (yet)"
+        self._log.info(
+            "The Backend.AI event stream %s; watching session %s by polling, at most every %g s",
+            why,
+            self.session_id,
+            self.poll_interval,
+        )
+
+
+def with_reason(facts: SessionFacts, event_reason: str | None) -> SessionFacts:
+    """Fill in the end reason from the session's event: the manager records it ~30 ms after the result."""
+    if facts.status_info is None and event_reason is not None and facts.verdict is not Verdict.RUNNING:
+        return SessionFacts(**{**facts.to_dict(), "status_info": event_reason})
+    return facts
+
+
 def wait_for_session(
     hook: BackendAIHook,
     session_id: str,
@@ -57,45 +138,87 @@ def wait_for_session(
     log: TaskLog,
     until_started: bool = False,
     on_read: Callable[[SessionFacts], object] | None = None,
+    use_event_stream: bool = True,
+    give_up_at: float | None = None,
 ) -> SessionFacts:
     """
     Read the session's state until its job ended (or, with ``until_started``, until it started).
 
     ``on_read`` is called with every state read while the job goes on (the operator streams logs there).
+    At ``give_up_at`` (Unix time) the last state read is returned, whatever it is. The event stream only
+    announces ends, so waiting for a start always polls.
 
     :raises BackendAIStartupTimeoutError: the session did not start within ``startup_timeout`` seconds.
     """
+    watching = use_event_stream and not until_started
+    events: Any = watch_session_events_sync(hook, session_id) if watching else nullcontext()
+    with events as watch:
+        return _wait(
+            hook, session_id, watch, startup_timeout, poll_interval, log, until_started, on_read, give_up_at
+        )
+
+
+def _wait(
+    hook: BackendAIHook,
+    session_id: str,
+    events: SyncEventWatch | None,
+    startup_timeout: float,
+    poll_interval: float,
+    log: TaskLog,
+    until_started: bool,
+    on_read: Callable[[SessionFacts], object] | None,
+    give_up_at: float | None,
+) -> SessionFacts:
     startup_deadline = time.time() + startup_timeout
-    delays = poll_delays(poll_interval)
-    last_status = None
-    backoff = itertools.count()
-    started = False
+    schedule = WatchSchedule(session_id, poll_interval, log)
+    facts: SessionFacts | None = None
+    if events is not None and events.state is StreamState.CONNECTING:
+        events.wait(STREAM_OPEN_WAIT)  # read once the stream is open: the read then sees any earlier end
+    wake: Wake | None = None
     while True:
-        facts = hook.get_session_facts(session_id)
-        if facts.status != last_status:
-            log.info("Session %s is %s %s", session_id, facts.status, facts.status_info or "")
-            last_status = facts.status
-        if facts.verdict is not Verdict.RUNNING and facts.status_info is None:
-            # The manager records the reason (task-finished, task-timeout, ...) some 30 ms after the result.
-            time.sleep(FIRST_POLL_DELAY)
-            facts = hook.get_session_facts(session_id)
-        if facts.verdict is not Verdict.RUNNING or (until_started and facts.has_started):
-            return facts
-        if on_read is not None:
-            on_read(facts)
-        if facts.has_started and not started:  # fast reads again: short jobs end soon after they start
-            started, backoff = True, itertools.count()
-        delay = delays[min(next(backoff), len(delays) - 1)]
-        if not facts.has_started:
+        if wake is not Wake.LOST:  # a lost stream calls for faster reads, not for one now
+            try:
+                facts = hook.get_session_facts(session_id)
+            except BackendAITransientError as exc:
+                schedule.read_failed(exc)
+            else:
+                schedule.saw(facts)
+                facts = with_reason(facts, events.event_reason if events else None)
+                if facts.verdict is not Verdict.RUNNING and facts.status_info is None:
+                    time.sleep(FIRST_POLL_DELAY)  # the reason is recorded just after the result
+                    facts = hook.get_session_facts(session_id)
+                if facts.verdict is not Verdict.RUNNING or (until_started and facts.has_started):
+                    return facts
+                if on_read is not None:
+                    on_read(facts)
+        stream = events.state if events else None
+        delay = schedule.next_delay(stream)
+        if facts is None or not facts.has_started:
             remaining = startup_deadline - time.time()
             if remaining <= 0:
-                raise BackendAIStartupTimeoutError(
-                    f"Session {session_id} did not start within startup_timeout={startup_timeout:g}s; "
-                    f"last status {facts.status}" + (f" ({facts.status_info})" if facts.status_info else ""),
-                    session_id=session_id,
-                    status=facts.status,
-                    result=facts.result,
-                    status_info=facts.status_info,
-                )
+                raise _startup_timeout(session_id, startup_timeout, facts)
             delay = min(delay, remaining)
-        time.sleep(delay)
+        if give_up_at is not None:
+            if facts is not None and time.time() >= give_up_at:
+                return facts
+            delay = max(0.0, min(delay, give_up_at - time.time()))
+        if events is None:
+            time.sleep(delay)
+            continue
+        schedule.note_stream(stream, events.unavailable_reason)
+        wake = events.wait(delay)
+
+
+def _startup_timeout(
+    session_id: str, startup_timeout: float, facts: SessionFacts | None
+) -> BackendAIStartupTimeoutError:
+    status = facts.status if facts else "unknown"
+    info = f" ({facts.status_info})" if facts and facts.status_info else ""
+    return BackendAIStartupTimeoutError(
+        f"Session {session_id} did not start within startup_timeout={startup_timeout:g}s; "
+        f"last status {status}{info}",
+        session_id=session_id,
+        status=status,
+        result=facts.result if facts else None,
+        status_info=facts.status_info if facts else None,
+    )
