@@ -95,7 +95,8 @@ def _judge(
         "create 1": c["create"] == 1,
         "logs 1": c["logs"] == 1,
         "destroy 1": c["destroy"] == 1,
-        "no get_info / status_history / events": c["get_info"] + c["status_history"] + c["events"] == 0,
+        "no get_info / status_history": c["get_info"] + c["status_history"] == 0,
+        "at most one event stream": c["events"] <= 1,
         "exactly one status read after the job end": len(after_end) == 1,
         f"no two status reads < {FIRST_POLL_DELAY} s apart": all(
             b - a >= MIN_GAP for a, b in itertools.pairwise(reads)
@@ -109,7 +110,8 @@ def _judge(
         + ", ".join(f"{route} {c[route]}" for route in ROUTES if c[route])
         + f"; status reads {len(reads)} (schedule implies ≤ {implied}), {len(after_end)} after the job end"
         + (f"; broken: {', '.join(failed)}" if failed else ""),
-        f"create 1, logs 1, destroy 1, no other reads; status reads ≤ schedule, none < {FIRST_POLL_DELAY} s apart, 1 after job end"
+        f"create 1, logs 1, destroy 1, ≤ 1 event stream, no other reads; status reads ≤ schedule, "
+        f"none < {FIRST_POLL_DELAY} s apart, 1 after job end"
         if budgeted
         else "",
         (not failed) if budgeted else None,
@@ -182,7 +184,9 @@ def run(section: Section, emu: EmulatorProcess, *, quick: bool) -> None:
     section.table_rows.append(["total", *(str(sum(c.values())) for _, c in columns)])
     section.notes.append(
         "`root` is `GET /`, the SDK's API-version negotiation on every session open: one per `get_conn()` on "
-        "the worker and one per trigger run (deferrable: `execute`, the trigger and `execute_complete`). "
+        "the worker and one per trigger run (deferrable: `execute`, the trigger and `execute_complete`), and one "
+        "for the event stream's own session (`events`: one stream per connection and process, shared by every "
+        "waiter; here each job has a process of its own). "
         "Each job ran against an emulator process of its own (side by side), so all requests a server logged "
         "are its job's."
     )

@@ -227,6 +227,9 @@ class FakeEventWatch:
         self.state, self.unavailable_reason, self.event_reason = StreamState.OPEN, None, None
         self.wakes, self.reason, self.timeouts = list(wakes), reason, []
 
+    def drain(self):
+        pass
+
     async def wait(self, timeout):
         self.timeouts.append(timeout)
         wake = self.wakes.pop(0)
@@ -254,7 +257,9 @@ async def test_with_events_the_end_event_ends_the_wait_and_gives_the_reason(hook
         (event,) = await collect(BackendAISessionTrigger(**{**KWARGS, "end_deadline": None}))
     assert (event.payload["status"], event.payload["status_info"]) == ("success", "task-finished")
     assert watch.timeouts == [5.0, 5.0]  # the safety poll: one read per poll interval while events come
-    hook.sleep.assert_not_called()  # no fast polling, no re-read for the reason
+    # Only the first short pause (the task read the state just before deferring): no fast polling, and no
+    # second read for the reason.
+    assert [c.args[0] for c in hook.sleep.call_args_list] == [0.25]
 
 
 @pytest.mark.event_stream

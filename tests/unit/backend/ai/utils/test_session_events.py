@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from contextlib import asynccontextmanager
 from types import SimpleNamespace
 from unittest import mock
@@ -201,3 +202,15 @@ def test_every_opening_is_signed_anew():
     (args, kwargs) = request_cls.call_args
     assert args == ("GET", "/events/session")
     assert kwargs["params"] == {"sessionName": "*", "scope": "session"}
+
+
+def test_a_read_answers_the_wake_ups_before_it():
+    """Draining before a read keeps a stream that opened meanwhile from asking for a second, needless read."""
+    signal = threading.Event()
+    mine = _Subscriber(signal.set)
+    watch = session_events.SyncEventWatch(SessionEventHub(SETTINGS), mine, signal)
+    mine.notify(Wake.OPENED)
+    watch.drain()
+    assert watch.wait(0) is None
+    mine.notify(Wake.EVENT, "task-finished")
+    assert watch.wait(0) is Wake.EVENT

@@ -157,16 +157,17 @@ class BackendAISessionTrigger(BaseTrigger):
 
     async def _watch(self, events: AsyncEventWatch | None) -> TriggerEvent:
         schedule = WatchSchedule(self.session_id, self.poll_interval, self.log)
+        await asyncio.sleep(schedule.next_delay(None))  # the task read the status just before deferring
         if events is not None and events.state is StreamState.CONNECTING:
             await events.wait(STREAM_OPEN_WAIT)  # read once the stream is open: the read sees any earlier end
-        if events is None or events.state is not StreamState.OPEN:
-            await asyncio.sleep(schedule.next_delay(None))  # the task read the status just before deferring
         log_phase = UUID(self.session_id).int % LOG_READ_EVERY
         reads = itertools.count(1)
         facts: SessionFacts | None = None
         wake: Wake | None = None
         while True:
             if wake is not Wake.LOST:  # a lost stream calls for faster reads, not for one now
+                if events is not None:
+                    events.drain()  # this read answers every wake-up so far
                 try:
                     facts = await self.hook.a_get_session_facts(self.session_id)
                 except BackendAITransientError as exc:
@@ -179,8 +180,7 @@ class BackendAISessionTrigger(BaseTrigger):
                         facts = await self.hook.a_get_session_facts(self.session_id)
                     if facts.verdict is not Verdict.RUNNING:
                         return self._ended(facts)
-                    streaming = events is not None and events.state is StreamState.OPEN
-                    if streaming or next(reads) % LOG_READ_EVERY == log_phase:
+                    if next(reads) % LOG_READ_EVERY == log_phase:
                         await self._stream_log(facts)
             stream = events.state if events else None
             delay = schedule.next_delay(stream)

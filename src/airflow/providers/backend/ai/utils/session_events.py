@@ -264,6 +264,11 @@ class AsyncEventWatch:
         """The ``reason`` of the session's end event (``task-finished``, ``task-timeout``, ...), if one came."""
         return self._subscriber.event_reason
 
+    def drain(self) -> None:
+        """Forget the wake-ups so far: call it right before a read, which answers all of them."""
+        self._subscriber.take()
+        self._signal.clear()
+
     async def wait(self, timeout: float) -> Wake | None:
         """Return why the waiter was woken, or None when ``timeout`` seconds passed first."""
         wake = self._subscriber.take()
@@ -308,7 +313,13 @@ class SyncEventWatch:
     def event_reason(self) -> str | None:
         return self._subscriber.event_reason
 
+    def drain(self) -> None:
+        """Forget the wake-ups so far: call it right before a read, which answers all of them."""
+        self._subscriber.take()
+        self._signal.clear()
+
     def wait(self, timeout: float) -> Wake | None:
+        """Return why the waiter was woken, or None when ``timeout`` seconds passed first."""
         wake = self._subscriber.take()
         if wake is None:
             if not self._signal.wait(timeout):

@@ -177,6 +177,8 @@ def _wait(
     wake: Wake | None = None
     while True:
         if wake is not Wake.LOST:  # a lost stream calls for faster reads, not for one now
+            if events is not None:
+                events.drain()  # this read answers every wake-up so far
             try:
                 facts = hook.get_session_facts(session_id)
             except BackendAITransientError as exc:
