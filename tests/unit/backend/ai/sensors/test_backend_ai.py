@@ -16,9 +16,11 @@
 # under the License.
 from __future__ import annotations
 
+import time
 from unittest import mock
 
 import pytest
+import time_machine
 from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow.providers.backend.ai.exceptions import BackendAINotFoundError
@@ -133,3 +135,38 @@ class TestDeferrable:
         else:
             with pytest.raises(error):
                 sensor.execute_complete({}, event)
+
+
+class TestPokeModeWaitsForTheJob:
+    """In poke mode one poke waits for the job (events, safety poll every poke_interval) until the timeout."""
+
+    @pytest.fixture
+    def waited(self):
+        with mock.patch(
+            "airflow.providers.backend.ai.sensors.backend_ai.wait_for_session", autospec=True
+        ) as wait:
+            wait.return_value = SessionFacts(SID, "RUNNING", "SUCCESS", "task-finished")
+            yield wait
+
+    @time_machine.travel("2026-01-01 00:00:00", tick=False)
+    def test_poke_mode(self, facts, waited):
+        facts.return_value = SessionFacts(SID, "RUNNING")
+        sensor = BackendAISessionSensor(task_id="wait", session_id=SID, poke_interval=30, timeout=600)
+        sensor.execute({})
+        _, kwargs = waited.call_args
+        assert kwargs["poll_interval"] == 30.0
+        assert kwargs["use_event_stream"] is True
+        assert kwargs["give_up_at"] == time.time() + 600
+        facts.assert_called_once()  # one read, then the wait
+
+    def test_reschedule_mode_reads_once(self, facts, waited):
+        facts.return_value = SessionFacts(SID, "RUNNING")
+        sensor = BackendAISessionSensor(task_id="wait", session_id=SID, mode="reschedule")
+        sensor._give_up_at = time.time() + 600
+        assert sensor.poke({}) is False
+        waited.assert_not_called()
+
+    def test_events_can_be_turned_off(self, facts, waited):
+        facts.return_value = SessionFacts(SID, "RUNNING")
+        BackendAISessionSensor(task_id="wait", session_id=SID, use_event_stream=False, timeout=60).execute({})
+        assert waited.call_args.kwargs["use_event_stream"] is False
