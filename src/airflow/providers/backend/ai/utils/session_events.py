@@ -245,10 +245,12 @@ def open_event_streams() -> int:
     return sum(hub.state is StreamState.OPEN for hub in list(_hubs.values()))
 
 
-class AsyncEventWatch:
-    """A trigger's view of the stream for one session: wait for a wake-up or a timeout."""
+class _EventWatch:
+    """One waiter's view of the shared stream: its state, and the session's end reason if an event gave it."""
 
-    def __init__(self, hub: SessionEventHub, subscriber: _Subscriber, signal: asyncio.Event) -> None:
+    def __init__(
+        self, hub: SessionEventHub, subscriber: _Subscriber, signal: asyncio.Event | threading.Event
+    ) -> None:
         self._hub, self._subscriber, self._signal = hub, subscriber, signal
 
     @property
@@ -268,6 +270,12 @@ class AsyncEventWatch:
         """Forget the wake-ups so far: call it right before a read, which answers all of them."""
         self._subscriber.take()
         self._signal.clear()
+
+
+class AsyncEventWatch(_EventWatch):
+    """A trigger's view of its loop's stream."""
+
+    _signal: asyncio.Event
 
     async def wait(self, timeout: float) -> Wake | None:
         """Return why the waiter was woken, or None when ``timeout`` seconds passed first."""
@@ -295,28 +303,10 @@ async def watch_session_events(hook: BackendAIHook, session_id: str) -> AsyncIte
         _detach(settings, session_id, subscriber)
 
 
-class SyncEventWatch:
-    """A worker's view of the stream for one session; the stream runs in the process's event thread."""
+class SyncEventWatch(_EventWatch):
+    """A worker's view of the stream, which runs in the process's event thread."""
 
-    def __init__(self, hub: SessionEventHub, subscriber: _Subscriber, signal: threading.Event) -> None:
-        self._hub, self._subscriber, self._signal = hub, subscriber, signal
-
-    @property
-    def state(self) -> StreamState:
-        return self._hub.state
-
-    @property
-    def unavailable_reason(self) -> str | None:
-        return self._hub.unavailable_reason
-
-    @property
-    def event_reason(self) -> str | None:
-        return self._subscriber.event_reason
-
-    def drain(self) -> None:
-        """Forget the wake-ups so far: call it right before a read, which answers all of them."""
-        self._subscriber.take()
-        self._signal.clear()
+    _signal: threading.Event
 
     def wait(self, timeout: float) -> Wake | None:
         """Return why the waiter was woken, or None when ``timeout`` seconds passed first."""
