@@ -19,7 +19,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import threading
+import time
+import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from unittest import mock
 
@@ -43,8 +48,12 @@ def make_context(
     task_id: str = "job",
     run_id: str = "manual__1",
     map_index: int = -1,
+    task_state_store: Any = None,
 ) -> dict[str, Any]:
-    """A task context with the task instance fields the operators read (XCom pushes are recorded)."""
+    """
+    A task context with the task instance fields the operators read (XCom pushes are recorded), and the
+    ``task_state_store`` when one is given (Airflow 3.3+; see :func:`file_task_state_store`).
+    """
     ti = mock.MagicMock(
         dag_id=dag_id,
         task_id=task_id,
@@ -53,7 +62,73 @@ def make_context(
         try_number=try_number,
         max_tries=max_tries,
     )
-    return {"ti": ti}
+    ti.stats_tags = {"dag_id": dag_id, "task_id": task_id}
+    context: dict[str, Any] = {"ti": ti}
+    if task_state_store is not None:
+        context["task_state_store"] = task_state_store
+    return context
+
+
+class FileStateStoreComms:
+    """
+    The supervisor's side of the task state store (Airflow 3.3+), kept in a JSON file instead of the
+    metadata database, so that a worker process killed with SIGKILL and the task's retry share one store.
+
+    It answers the same messages with the same replies as ``ActivitySubprocess._handle_request``: the
+    operator talks to the SDK's real ``TaskStateStoreAccessor``. ``hang_on_set`` blocks every write, to
+    hold a worker between its create request and the store write.
+    """
+
+    def __init__(self, path: Path, *, hang_on_set: bool = False) -> None:
+        self.path, self.hang_on_set = Path(path), hang_on_set
+
+    def read(self) -> dict[str, Any]:
+        return json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def send(self, msg: Any) -> Any:
+        from airflow.sdk.exceptions import ErrorType
+        from airflow.sdk.execution_time.comms import (
+            ErrorResponse,
+            GetTaskStateStore,
+            OKResponse,
+            SetTaskStateStore,
+            TaskStateStoreResult,
+        )
+
+        if isinstance(msg, GetTaskStateStore):
+            data = self.read()
+            if msg.key not in data:
+                return ErrorResponse(error=ErrorType.TASK_STORE_NOT_FOUND, detail={"key": msg.key})
+            return TaskStateStoreResult(value=data[msg.key])
+        if isinstance(msg, SetTaskStateStore):
+            while self.hang_on_set:
+                time.sleep(1)
+            data = self.read()
+            data[msg.key] = msg.value
+            partial = self.path.with_suffix(".partial")
+            partial.write_text(json.dumps(data))
+            os.replace(partial, self.path)
+            return OKResponse(ok=True)
+        raise NotImplementedError(f"the test supervisor does not handle {type(msg).__name__}")
+
+
+def file_task_state_store(
+    path: Path, *, hang_on_set: bool = False, dag_id: str = "rel_dag", task_id: str = "job"
+) -> tuple[Any, FileStateStoreComms]:
+    """
+    The SDK's ``TaskStateStoreAccessor`` for task ``dag_id.task_id`` (run ``manual__1``), its supervisor
+    replaced by a :class:`FileStateStoreComms` on ``path``; returns (accessor, comms).
+
+    The caller installs the comms as ``task_runner.SUPERVISOR_COMMS`` (a worker process sets it, a test
+    uses ``monkeypatch``), which is where the accessor sends its messages.
+    """
+    from airflow.sdk._shared.state import TaskScope
+    from airflow.sdk.execution_time.context import TaskStateStoreAccessor
+
+    scope = TaskScope(dag_id=dag_id, run_id="manual__1", task_id=task_id, map_index=-1)
+    return TaskStateStoreAccessor(ti_id=uuid.uuid5(uuid.NAMESPACE_URL, str(path)), scope=scope), (
+        FileStateStoreComms(path, hang_on_set=hang_on_set)
+    )
 
 
 def batch_operator(mode: str, command: str, **kwargs: Any) -> BackendAIRunBatchOperator:

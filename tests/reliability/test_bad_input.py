@@ -73,7 +73,7 @@ PARAMETERS = [
     ("unknown-finish-action", {"on_finish_action": "delete"}, r"Invalid on_finish_action 'delete'"),
     ("negative-xcom-log-limit", {"xcom_log_limit": -1}, r"Invalid xcom_log_limit -1"),
     ("boolean-xcom-log-limit", {"xcom_log_limit": True}, r"Invalid xcom_log_limit True"),
-    ("durable-with-session-name", {"durable": True, "session_name": "mine"}, r"Invalid durable=True"),
+    ("durable-not-a-bool", {"durable": "yes"}, r"Invalid durable 'yes': expected True or False"),
 ]
 
 

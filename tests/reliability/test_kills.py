@@ -34,11 +34,14 @@ import pytest
 
 from airflow.providers.backend.ai.exceptions import BackendAIException, BackendAIJobFailedError
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
+from airflow.providers.backend.ai.operators.backend_ai import BackendAIRunBatchOperator
+from airflow.providers.backend.ai.utils.session_params import session_tag
 from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_3_PLUS
 from tests.reliability.harness import (
     MODES,
     batch_operator,
     defer,
+    file_task_state_store,
     make_context,
     resumed,
     run_job,
@@ -192,9 +195,18 @@ def test_trigger_error_event_destroys_the_session(emulator, context):
 # -- hard kill of the worker, then the retry -------------------------------------------------------------
 
 
-def start_worker(mode: str, command: str, **kwargs) -> subprocess.Popen:
+def start_worker(
+    mode: str, command: str, *, task_state_store: Path | None = None, hang_on_set: bool = False, **kwargs
+) -> subprocess.Popen:
     """Run try 1 of the task in a worker process (it inherits the connection from the environment)."""
-    args = {"mode": mode, "command": command, "try_number": 1, "kwargs": kwargs}
+    args = {
+        "mode": mode,
+        "command": command,
+        "try_number": 1,
+        "kwargs": kwargs,
+        "task_state_store": str(task_state_store) if task_state_store else None,
+        "hang_on_set": hang_on_set,
+    }
     return subprocess.Popen(
         [sys.executable, "-m", "tests.reliability.worker", json.dumps(args)],
         cwd=REPO,
@@ -279,3 +291,197 @@ def test_durable_ignores_tries_before_the_task_was_cleared(emulator):
     result = run_job("sync", make_context(try_number=2, max_tries=2), "echo rerun", durable=True, retries=1)
     assert result["logs"].strip() == "rerun"
     assert emulator.request_count(route="create") == 2
+
+
+# -- custom session names: earlier tries' sessions are found by their per-try tag ------------------------
+
+#: The custom name of try 1 and of try 2: the same on every try, or different per try (``{{ ti.try_number }}``).
+CUSTOM_NAMES = {"same-name": ("nightly-train", "nightly-train"), "per-try-name": ("train-try1", "train-try2")}
+
+
+def tagged(try_number: int) -> set[str]:
+    """Ids of the sessions the emulator holds with the tag of ``try_number`` (of task ``rel_dag.job``)."""
+    found = BackendAIHook().find_sessions_by_tag({session_tag("rel_dag", "job", "manual__1", -1, try_number)})
+    return {facts.session_id for sessions in found.values() for facts in sessions}
+
+
+@pytest.mark.parametrize("naming", CUSTOM_NAMES)
+@pytest.mark.parametrize("mode", MODES)
+def test_retry_after_hard_kill_destroys_an_orphan_with_a_custom_name(mode, naming, emulator):
+    first_name, second_name = CUSTOM_NAMES[naming]
+    orphan = kill_worker_mid_job(emulator, mode, LONG_JOB, session_name=first_name)
+    assert orphan.name == first_name
+    assert tagged(1) == {str(orphan.id)}  # the dead try's session carries that try's tag
+    result = run_job(
+        mode, make_context(try_number=2, max_tries=1), "echo second try", retries=1, session_name=second_name
+    )
+    assert result["logs"].strip() == "second try"
+    assert result["session_name"] == second_name
+    first, second = emulator.sessions()
+    assert first.id == orphan.id
+    assert first.status_info == "user-requested"
+    assert first.status_time("TERMINATING") <= second.created_at  # destroyed before the new one started
+    assert emulator.request_count(route="create") == 2
+    # Zero leaked: both sessions end (the new one's teardown may still be in flight); the fixture also counts.
+    emulator.wait_until(lambda: not emulator.live_sessions(), timeout=10)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_durable_retry_adopts_a_custom_named_running_job(mode, emulator):
+    orphan = kill_worker_mid_job(
+        emulator, mode, "echo started; sleep 2; echo finished", durable=True, session_name="nightly-train"
+    )
+    result = run_job(
+        mode,
+        make_context(try_number=2, max_tries=1),
+        "echo must not run",
+        durable=True,
+        retries=1,
+        session_name="nightly-train",
+    )
+    assert (result["session_id"], result["session_name"]) == (str(orphan.id), "nightly-train")
+    assert "finished" in result["logs"]
+    assert emulator.request_count(route="create") == 1  # the paid job ran once
+    assert [s.id for s in emulator.sessions()] == [orphan.id]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_durable_retry_returns_the_result_of_a_custom_named_job_that_already_succeeded(mode, emulator):
+    orphan = kill_worker_mid_job(
+        emulator, mode, "echo started; sleep 1; echo finished", durable=True, session_name="nightly-train"
+    )
+    emulator.wait_for_session(orphan.id, result="SUCCESS")
+    result = run_job(
+        mode,
+        make_context(try_number=2, max_tries=1),
+        "echo must not run",
+        durable=True,
+        retries=1,
+        session_name="nightly-train",
+    )
+    assert (result["session_id"], result["result"]) == (str(orphan.id), "SUCCESS")
+    assert "finished" in result["logs"]
+    assert emulator.request_count(route="create") == 1
+
+
+# -- durable on Airflow 3.3+: the session id in the task state store (ResumableJobMixin) -----------------
+
+needs_task_state_store = pytest.mark.skipif(
+    not AIRFLOW_V_3_3_PLUS, reason="the task state store and ResumableJobMixin arrived in Airflow 3.3"
+)
+STORE_KEY = BackendAIRunBatchOperator.external_id_key
+
+
+@pytest.fixture
+def state_store(tmp_path, monkeypatch):
+    """The task state store of ``rel_dag.job`` in a JSON file: the killed worker's and this process's."""
+    from airflow.sdk.execution_time import task_runner
+
+    path = tmp_path / "task_state_store.json"
+    accessor, comms = file_task_state_store(path)
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", comms, raising=False)
+    return path, accessor, comms
+
+
+@needs_task_state_store
+@pytest.mark.parametrize("session_name", [None, "nightly-train"])
+@pytest.mark.parametrize("mode", MODES)
+def test_durable_retry_reconnects_through_the_task_state_store(mode, session_name, emulator, state_store):
+    path, accessor, comms = state_store
+    orphan = kill_worker_mid_job(
+        emulator,
+        mode,
+        "echo started; sleep 2; echo finished",
+        durable=True,
+        session_name=session_name,
+        task_state_store=path,
+    )
+    # The dead try stored its session before it started waiting.
+    assert comms.read() == {STORE_KEY: {"session_id": str(orphan.id), "try_number": 1}}
+    assert accessor.get(STORE_KEY) == {"session_id": str(orphan.id), "try_number": 1}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(BackendAIHook, "find_sessions_by_tag", _no_tag_search)
+        result = run_job(
+            mode,
+            make_context(try_number=2, max_tries=1, task_state_store=accessor),
+            "echo must not run",
+            durable=True,
+            retries=1,
+            session_name=session_name,
+        )
+    assert result["session_id"] == str(orphan.id)
+    assert "finished" in result["logs"]
+    assert emulator.request_count(route="create") == 1  # the paid job ran once
+    assert comms.read() == {STORE_KEY: {"session_id": str(orphan.id), "try_number": 1}}
+
+
+@needs_task_state_store
+def test_durable_retry_returns_the_stored_result_of_a_job_that_already_succeeded(emulator, state_store):
+    path, accessor, comms = state_store
+    orphan = kill_worker_mid_job(
+        emulator, "sync", "echo started; sleep 1; echo finished", durable=True, task_state_store=path
+    )
+    assert comms.read() == {STORE_KEY: {"session_id": str(orphan.id), "try_number": 1}}
+    emulator.wait_for_session(orphan.id, result="SUCCESS")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(BackendAIHook, "find_sessions_by_tag", _no_tag_search)
+        result = run_job(
+            "sync",
+            make_context(try_number=2, max_tries=1, task_state_store=accessor),
+            "echo must not run",
+            durable=True,
+            retries=1,
+        )
+    assert (result["session_id"], result["result"]) == (str(orphan.id), "SUCCESS")
+    assert emulator.request_count(route="create") == 1
+
+
+@needs_task_state_store
+def test_durable_retry_after_a_kill_before_the_store_write_adopts_by_tag(emulator, state_store):
+    """The worker died between its create request and the store write: the store is empty, the tag remains."""
+    path, accessor, comms = state_store
+    orphan = kill_worker_mid_job(
+        emulator,
+        "sync",
+        "echo started; sleep 2; echo finished",
+        durable=True,
+        session_name="nightly-train",
+        task_state_store=path,
+        hang_on_set=True,
+    )
+    assert comms.read() == {}
+    result = run_job(
+        "sync",
+        make_context(try_number=2, max_tries=1, task_state_store=accessor),
+        "echo must not run",
+        durable=True,
+        retries=1,
+        session_name="nightly-train",
+    )
+    assert result["session_id"] == str(orphan.id)
+    assert emulator.request_count(route="create") == 1
+    # Adopted, and now stored (as made by try 1) for a further retry.
+    assert comms.read() == {STORE_KEY: {"session_id": str(orphan.id), "try_number": 1}}
+
+
+@needs_task_state_store
+def test_durable_retry_runs_again_when_the_stored_job_failed(emulator, state_store):
+    path, accessor, comms = state_store
+    orphan = kill_worker_mid_job(
+        emulator, "sync", "echo started; sleep 1; exit 3", durable=True, task_state_store=path
+    )
+    emulator.wait_for_session(orphan.id, result="FAILURE")
+    result = run_job(
+        "sync",
+        make_context(try_number=2, max_tries=1, task_state_store=accessor),
+        "echo second try",
+        durable=True,
+        retries=1,
+    )
+    assert result["logs"].strip() == "second try"
+    assert emulator.request_count(route="create") == 2
+    assert comms.read() == {STORE_KEY: {"session_id": result["session_id"], "try_number": 2}}
+
+
+def _no_tag_search(*args, **kwargs):
+    raise AssertionError("the retry searched by tag although the task state store held the session")

@@ -17,7 +17,9 @@
 """
 A worker process for the hard-kill scenarios: it runs one try of a batch task as a worker would, until the
 test kills it with SIGKILL (no ``finally``, no ``on_kill``). Usage: ``python -m tests.reliability.worker JSON``
-with ``{"mode", "command", "try_number", "kwargs"}``.
+with ``{"mode", "command", "try_number", "kwargs"}`` and optionally ``"task_state_store": PATH`` (Airflow
+3.3+: the task state store kept in that JSON file, see ``harness.file_task_state_store``) and
+``"hang_on_set": true`` (the store write never returns).
 """
 
 from __future__ import annotations
@@ -27,14 +29,22 @@ import sys
 
 from airflow.providers.common.compat.sdk import TaskDeferred
 
-from tests.reliability.harness import batch_operator, make_context
+from tests.reliability.harness import batch_operator, file_task_state_store, make_context
 
 
 def main() -> None:
     args = json.loads(sys.argv[1])
     op = batch_operator(args["mode"], args["command"], **args.get("kwargs", {}))
+    store = None
+    if args.get("task_state_store"):
+        from airflow.sdk.execution_time import task_runner
+
+        store, comms = file_task_state_store(
+            args["task_state_store"], hang_on_set=args.get("hang_on_set", False)
+        )
+        task_runner.SUPERVISOR_COMMS = comms
     try:
-        op.execute(make_context(try_number=args["try_number"]))
+        op.execute(make_context(try_number=args["try_number"], task_state_store=store))
     except TaskDeferred:
         print("deferred", flush=True)
 

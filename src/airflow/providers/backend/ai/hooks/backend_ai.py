@@ -57,7 +57,7 @@ from airflow.providers.backend.ai.utils.sdk_compat import (
 from airflow.providers.backend.ai.utils.session_state import SessionFacts
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator
+    from collections.abc import AsyncIterator, Callable, Collection, Iterator
 
     from ai.backend.client.config import APIConfig
     from ai.backend.client.session import AsyncSession, BaseSession, Session
@@ -74,6 +74,18 @@ FIND_QUERY = (
     "query($filter: String) { compute_session_list(limit: 100, offset: 0, filter: $filter) "
     "{ items { id name tag status status_info result created_at } total_count } }"
 )
+#: GraphQL page of the caller's sessions for :meth:`BackendAIHook.find_sessions_by_tag`. The manager's
+#: filter grammar has no ``tag`` field (it rejects ``tag == ...``: "Unknown/unsupported field name"), so
+#: the page is narrowed by name and status and the tags are matched here.
+TAG_SEARCH_QUERY = (
+    "query($filter: String, $offset: Int!) { compute_session_list(limit: 100, offset: $offset, "
+    "filter: $filter) { items { id name tag status status_info result created_at } total_count } }"
+)
+#: Sessions per :data:`TAG_SEARCH_QUERY` page, and the most pages one search reads.
+TAG_SEARCH_PAGE_SIZE = 100
+TAG_SEARCH_MAX_PAGES = 10
+#: The statuses after which a session holds nothing; every other one counts as live for a tag search.
+_ENDED_STATUSES = ("TERMINATED", "CANCELLED")
 #: A session id that cannot exist, for :meth:`BackendAIHook.test_connection`'s authenticated probe.
 _NIL_SESSION_ID = "00000000-0000-0000-0000-000000000000"
 
@@ -318,6 +330,31 @@ class BackendAIHook(BaseHook):
         """Async twin of :meth:`find_session`."""
         return await self._a_run(_find_operation(name, tag))
 
+    def find_sessions_by_tag(
+        self, tags: Collection[str], *, names: Collection[str] = ()
+    ) -> dict[str, list[SessionFacts]]:
+        """
+        Return this keypair's sessions tagged with one of ``tags``: each tag's sessions, newest first.
+
+        The manager cannot filter on tags, so this reads every *live* session of the keypair, and every
+        session named one of ``names`` whatever its state, and matches the tags here. A session that has
+        ended is therefore only found when its name is given; a live one is found by its tag alone.
+        At most :data:`TAG_SEARCH_MAX_PAGES` pages of :data:`TAG_SEARCH_PAGE_SIZE` are read (newest first).
+        """
+        search = _TagSearch(tags, names)
+        while (operation := search.next_page()) is not None:
+            search.add(self._run(operation))
+        return search.result(self.log)
+
+    async def a_find_sessions_by_tag(
+        self, tags: Collection[str], *, names: Collection[str] = ()
+    ) -> dict[str, list[SessionFacts]]:
+        """Async twin of :meth:`find_sessions_by_tag`."""
+        search = _TagSearch(tags, names)
+        while (operation := search.next_page()) is not None:
+            search.add(await self._a_run(operation))
+        return search.result(self.log)
+
     def find_session_id(self, name: str) -> str:
         """Return the id of the newest session of this keypair named ``name`` (live or ended)."""
         return self.find_session(name).session_id
@@ -483,6 +520,89 @@ def _newest_session(answer: Any, name: str, tag: str | None) -> dict[str, Any] |
     items = ((answer or {}).get("compute_session_list") or {}).get("items") or []
     matches = [item for item in items if item.get("name") == name and (tag is None or item.get("tag") == tag)]
     return max(matches, key=lambda item: str(item.get("created_at") or ""), default=None)
+
+
+def tag_search_filter(names: Collection[str]) -> str:
+    """
+    The ``compute_session_list`` filter of a tag search: every live session, and those named ``names``.
+
+    Written in the manager's filter grammar (``models/minilang/queryfilter.py``: ``in``, ``!=``, ``&``,
+    ``|`` and parentheses), with the two ended statuses every manager version knows: an unknown status
+    name in the filter would fail the whole query.
+    """
+    live = " & ".join(f"(status != {json.dumps(status)})" for status in _ENDED_STATUSES)
+    if not names:
+        return live
+    return f"(name in {json.dumps(sorted(names))}) | ({live})"
+
+
+@dataclass(frozen=True)
+class _TagPage:
+    """One parsed :data:`TAG_SEARCH_QUERY` answer: the matching sessions and how far the list goes."""
+
+    matches: list[tuple[str, str, SessionFacts]]  # (tag, created_at, facts)
+    size: int
+    total_count: int
+
+
+class _TagSearch:
+    """The paging of one tag search, shared by the sync and the async hook method."""
+
+    def __init__(self, tags: Collection[str], names: Collection[str]) -> None:
+        self.tags = frozenset(tags)
+        self.filter = tag_search_filter(names)
+        self.offset = 0
+        self.pages = 0
+        self.total_count: int | None = None
+        self.found: dict[str, tuple[str, str, SessionFacts]] = {}  # by session id
+
+    def next_page(self) -> _Operation[_TagPage] | None:
+        if not self.tags or (self.total_count is not None and self.offset >= self.total_count):
+            return None
+        if self.pages >= TAG_SEARCH_MAX_PAGES:
+            return None
+        offset, tags = self.offset, self.tags
+
+        def parse(answer: Any) -> _TagPage:
+            listing = (answer or {}).get("compute_session_list") or {}
+            items = listing.get("items") or []
+            matches = [
+                (str(item["tag"]), str(item.get("created_at") or ""), _facts(item))
+                for item in items
+                if item.get("tag") in tags
+            ]
+            return _TagPage(matches, len(items), int(listing.get("total_count") or 0))
+
+        return _Operation(
+            "find the sessions of earlier tries by their tags",
+            lambda: _admin().query(TAG_SEARCH_QUERY, {"filter": self.filter, "offset": offset}),
+            parse,
+        )
+
+    def add(self, page: _TagPage) -> None:
+        self.pages += 1
+        self.total_count = page.total_count
+        self.offset += page.size
+        if not page.size:  # the list shrank meanwhile: nothing more to read
+            self.total_count = self.offset
+        for tag, created_at, facts in page.matches:
+            self.found[facts.session_id] = (tag, created_at, facts)
+
+    def result(self, log: Any) -> dict[str, list[SessionFacts]]:
+        if self.total_count is not None and self.offset < self.total_count:
+            log.warning(
+                "Searched only the newest %d of %d sessions for the tags of earlier tries",
+                self.offset,
+                self.total_count,
+            )
+        by_tag: dict[str, list[SessionFacts]] = {}
+        for tag, _, facts in sorted(self.found.values(), key=lambda found: found[1], reverse=True):
+            by_tag.setdefault(tag, []).append(facts)
+        return by_tag
+
+
+def _facts(item: dict[str, Any]) -> SessionFacts:
+    return SessionFacts.from_graphql(str(item.get("id")), item)
 
 
 def _logs_operation(session_id: str) -> _Operation[str]:

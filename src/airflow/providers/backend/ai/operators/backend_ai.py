@@ -24,7 +24,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from airflow.providers.common.compat.sdk import BaseOperator, conf
+from airflow.providers.common.compat.sdk import BaseOperator, ResumableJobMixin, conf
 
 from airflow.providers.backend.ai.exceptions import (
     BackendAIException,
@@ -40,19 +40,29 @@ from airflow.providers.backend.ai.utils import session_params as params
 from airflow.providers.backend.ai.utils.batch_spec import BatchSessionSpec
 from airflow.providers.backend.ai.utils.log_follower import LogFollower, task_log_writer
 from airflow.providers.backend.ai.utils.outcome import finish_batch, should_destroy
-from airflow.providers.backend.ai.utils.session_state import Verdict
+from airflow.providers.backend.ai.utils.session_state import TERMINAL_STATUSES, Verdict
 from airflow.providers.backend.ai.utils.trigger_events import facts_from_event, validate_trigger_event
 from airflow.providers.backend.ai.utils.waiting import wait_for_session
 from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+    from pydantic import JsonValue
 
     from airflow.providers.backend.ai.utils.session_state import SessionFacts
 
 DEFAULT_XCOM_LOG_LIMIT = 10_000
 #: Extra seconds a deferred run may take beyond startup_timeout + batch_timeout (the manager's own lag).
 DEFERRAL_GRACE = 60
+#: What ``get_job_status`` reports for a stored session that no longer counts (see ``ResumableJobMixin``):
+#: gone from the manager, or made before the task was last cleared. Neither is active nor succeeded, so the
+#: mixin starts anew (through ``submit_job``, which still searches the earlier tries by tag).
+STORED_SESSION_GONE = "gone"
+STORED_SESSION_STALE = "stale"
+#: How long a retry waits for an earlier session it destroyed to end when the new session takes the same
+#: name: the manager hands back a live (e.g. TERMINATING) session of that name instead of creating one.
+NAME_RELEASE_TIMEOUT = 60.0
+NAME_RELEASE_POLL = 0.5
 
 
 def _is_unrendered(value: Any) -> bool:
@@ -182,13 +192,13 @@ class _BackendAISessionOperator(BaseOperator):
         """The session to create, from the rendered fields; raises ``ValueError`` for invalid values."""
         fields = self._check_session_fields(only_rendered=False)
         ti = context["ti"]
-        name = fields["session_name"] or params.default_session_name(
-            ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1), ti.try_number
-        )
+        try_key = (ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1), ti.try_number)
+        name = fields["session_name"] or params.default_session_name(*try_key)
         return BatchSessionSpec(
             image=fields["image"],
             command=fields["command"],
             name=name,
+            tag=params.session_tag(*try_key),
             bootstrap_script=self.bootstrap_script or None,
             resources=fields["resources"],
             vfolder_mounts=fields["vfolder_mounts"],
@@ -262,7 +272,7 @@ class _BackendAISessionOperator(BaseOperator):
             self.log.exception("Could not destroy Backend.AI session %s on kill", self.session_id)
 
 
-class BackendAIRunBatchOperator(_BackendAISessionOperator):
+class BackendAIRunBatchOperator(ResumableJobMixin, _BackendAISessionOperator):
     """
     Run a command in a Backend.AI batch session, wait for it to end, and return its result and log.
 
@@ -311,9 +321,16 @@ class BackendAIRunBatchOperator(_BackendAISessionOperator):
     :param deferrable: Wait in the triggerer instead of occupying a worker slot.
     :param durable: When a retry finds the session of an earlier try (its worker died), adopt it: wait for it
         if it still runs, return its result if it succeeded, start anew only if it failed; so a job is never
-        run twice because a worker died. By default such a session is destroyed (unless ``keep``) before the
-        retry starts anew. Needs the default session names.
+        run twice because a worker died. On Airflow 3.3+ the session id is kept in the task state store
+        (``ResumableJobMixin``); earlier tries' sessions are also found by their per-try Backend.AI tag, on
+        every Airflow line and with any ``session_name``. By default (``False``) a session an earlier try
+        left running is destroyed (unless ``keep``) before the retry starts anew.
     """
+
+    #: The task state store key of the session a durable run watches (Airflow 3.3+): a JSON object with the
+    #: ``session_id`` and the ``try_number`` that made it. Renaming it would orphan the sessions of tasks
+    #: that are being retried during an upgrade.
+    external_id_key = "backend_ai_session"
 
     def __init__(
         self,
@@ -325,12 +342,11 @@ class BackendAIRunBatchOperator(_BackendAISessionOperator):
         durable: bool = False,
         **kwargs: Any,
     ) -> None:
+        # ``durable`` is not passed on: the mixin defaults it to True on Airflow 3.3+, and its stand-in on
+        # older lines warns and turns it off, while here it also drives the tag search on every line.
         super().__init__(**kwargs)
-        if durable and self.session_name is not None:
-            raise ValueError(
-                "Invalid durable=True with session_name: an earlier try's session is found by the default "
-                "session name of that try; leave session_name unset"
-            )
+        if not isinstance(durable, bool):
+            raise ValueError(f"Invalid durable {durable!r}: expected True or False")
         self.durable = durable
         self.on_finish_action = params.check_choice(
             "on_finish_action", on_finish_action, params.ON_FINISH_ACTIONS
@@ -341,18 +357,24 @@ class BackendAIRunBatchOperator(_BackendAISessionOperator):
         self.log_streaming = log_streaming
         self.deferrable = deferrable
         self.effective_session_name: str | None = None
+        self._spec: BatchSessionSpec | None = None
+        self._watched: tuple[str, str] | None = None
+        self._stored_facts: SessionFacts | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
-        spec = self.session_spec(context)
+        self._spec = self.session_spec(context)
         with self.hook.get_conn():
-            adopted = self._settle_earlier_tries(context)
-            if adopted is None:
-                session_id, session_name = self.create_session(context, spec), spec.name
-            else:
-                session_id, session_name = adopted.session_id, adopted.name or spec.name
-                self.session_id = session_id
-                context["ti"].xcom_push(key="session_id", value=session_id)
-                context["ti"].xcom_push(key="session_name", value=session_name)
+            try:
+                # Picks the session to watch: the stored one of an earlier try (durable, Airflow 3.3+), one
+                # found by the earlier tries' tags, or a new one; a new one is stored before any wait.
+                self.execute_resumable(context)
+            except BaseException:
+                if self.session_id is not None:  # made or adopted, then storing its id failed
+                    self._tear_down(None)
+                raise
+            if self._watched is None:
+                raise RuntimeError("no Backend.AI session was created or adopted")
+            session_id, session_name = self._watched
             follower = self._log_follower(session_id)
             try:
                 if self.deferrable:
@@ -374,24 +396,119 @@ class BackendAIRunBatchOperator(_BackendAISessionOperator):
                 return self._finish(facts, session_name, follower)
         self._defer(session_id, session_name)
 
-    def _settle_earlier_tries(self, context: Context) -> SessionFacts | None:
+    # -- ResumableJobMixin: which session to watch -----------------------------------------------------
+    #
+    # The mixin (Airflow 3.3+, with durable=True and a task state store) reads the stored session of an
+    # earlier try and reconnects to it while it runs, returns at once if it succeeded, and otherwise calls
+    # submit_job and stores what it returns before anything waits. Below 3.3, without durable or without a
+    # store, it only calls submit_job. Either way the wait itself is the one in execute() (on the worker or
+    # in the triggerer), so poll_until_complete and get_job_result only name the session to watch.
+
+    def submit_job(self, context: Context) -> JsonValue:
+        """Deal with what earlier tries left (found by their tags), then adopt one session or create one."""
+        spec = self._spec if self._spec is not None else self.session_spec(context)
+        adopted = self._settle_earlier_tries(context, spec)
+        if adopted is None:
+            session_id = self.create_session(context, spec)
+            self._watched = (session_id, spec.name)
+            return {"session_id": session_id, "try_number": context["ti"].try_number}
+        try_number, facts = adopted
+        self._watch(context, facts.session_id, facts.name or spec.name)
+        return {"session_id": facts.session_id, "try_number": try_number}
+
+    def get_job_status(self, external_id: JsonValue, context: Context) -> str:
+        """
+        The provider's verdict on the stored session (``running``, ``succeeded``, ``failed``).
+
+        ``gone`` when the manager no longer knows it, ``stale`` when an earlier attempt made it (before the
+        task was last cleared): a cleared task runs its job again.
+        """
+        session_id, try_number = _stored_session(external_id)
+        if session_id is None:
+            self.log.warning("Ignoring an unreadable task state store entry %r", external_id)
+            return STORED_SESSION_GONE
+        if try_number is not None and try_number < self._first_counted_try(context):
+            self.log.info(
+                "Not reconnecting to Backend.AI session %s of try %d: the task was cleared since",
+                session_id,
+                try_number,
+            )
+            return STORED_SESSION_STALE
+        try:
+            facts = self.hook.get_session_facts(session_id)
+        except BackendAINotFoundError:
+            self.log.info("Backend.AI session %s of an earlier try is gone", session_id)
+            return STORED_SESSION_GONE
+        self._stored_facts = facts
+        self.log.info(
+            "Backend.AI session %s of an earlier try (from the task state store) is %s, result %s",
+            session_id,
+            facts.status,
+            facts.result,
+        )
+        return facts.verdict.value
+
+    def is_job_active(self, status: str) -> bool:
+        return status == Verdict.RUNNING
+
+    def is_job_succeeded(self, status: str) -> bool:
+        return status == Verdict.SUCCEEDED
+
+    def poll_until_complete(self, external_id: JsonValue, context: Context) -> None:
+        """Name the session to watch; execute() waits for it (or defers) once its id is stored."""
+        self._watch_stored(external_id, context)
+
+    def get_job_result(self, external_id: JsonValue, context: Context) -> Any:
+        """Name the session to watch; for one that already succeeded, execute()'s first read ends the wait."""
+        self._watch_stored(external_id, context)
+        return None
+
+    def _watch_stored(self, external_id: JsonValue, context: Context) -> None:
+        session_id, _ = _stored_session(external_id)
+        if session_id is None or (self._watched is not None and self._watched[0] == session_id):
+            return  # submit_job has already chosen it
+        facts = self._stored_facts
+        name = (facts.name if facts is not None and facts.session_id == session_id else None) or (
+            self._spec.name if self._spec is not None else session_id
+        )
+        self.log.info(
+            "Reconnecting to Backend.AI session %s (%s) of an earlier try (durable=True)", session_id, name
+        )
+        self._watch(context, session_id, name)
+
+    def _watch(self, context: Context, session_id: str, session_name: str) -> None:
+        """Take over a session an earlier try made: record it for teardown and publish it as a new one is."""
+        self.session_id = session_id
+        self._watched = (session_id, session_name)
+        context["ti"].xcom_push(key="session_id", value=session_id)
+        context["ti"].xcom_push(key="session_name", value=session_name)
+        push_session_url(context["ti"], session_url(self.hook.settings.webui_url, session_id))
+
+    # -- earlier tries, found by their tags -----------------------------------------------------------
+
+    def _settle_earlier_tries(
+        self, context: Context, spec: BatchSessionSpec
+    ) -> tuple[int, SessionFacts] | None:
         """
         Deal with the sessions earlier tries left behind (a worker that died could not); return one to adopt.
 
-        With ``durable``, the newest earlier session is adopted unless its job failed. Otherwise every
-        earlier session whose job has not ended is destroyed (unless ``keep``) before a new one starts.
+        With ``durable``, the newest earlier session is adopted unless its job failed. Every other earlier
+        session whose job has not ended is destroyed (unless ``keep``) before a new one starts.
         """
-        earlier = self._earlier_sessions(context)
-        if self.durable and earlier and earlier[0].verdict is not Verdict.FAILED:
+        earlier = self._earlier_sessions(context, spec)
+        adopted = None
+        if self.durable and earlier and earlier[0][1].verdict is not Verdict.FAILED:
+            adopted = earlier[0]
             self.log.info(
-                "Adopting Backend.AI session %s (%s) of an earlier try, which is %s (durable=True)",
-                earlier[0].session_id,
-                earlier[0].name,
-                earlier[0].status,
+                "Adopting Backend.AI session %s (%s) of try %d, which is %s (durable=True)",
+                adopted[1].session_id,
+                adopted[1].name,
+                adopted[0],
+                adopted[1].status,
             )
-            return earlier[0]
-        for facts in earlier:
-            if facts.verdict is not Verdict.RUNNING:
+        same_name = []
+        for _, facts in earlier:
+            if facts.verdict is not Verdict.RUNNING or (adopted is not None and facts is adopted[1]):
                 continue
             if not should_destroy(self.on_finish_action, None):
                 self.log.warning("Session %s of an earlier try still runs; keeping it", facts.session_id)
@@ -399,29 +516,58 @@ class BackendAIRunBatchOperator(_BackendAISessionOperator):
                 self.log.info(
                     "Destroyed Backend.AI session %s, left running by an earlier try", facts.session_id
                 )
-        return None
+                if facts.name == spec.name:
+                    same_name.append(facts.session_id)
+        if adopted is None and same_name:
+            self._wait_until_ended(same_name, spec.name)
+        return adopted
 
-    def _earlier_sessions(self, context: Context) -> list[SessionFacts]:
+    def _wait_until_ended(self, session_ids: list[str], name: str) -> None:
+        """Wait (up to NAME_RELEASE_TIMEOUT) until destroyed sessions no longer hold the name ``name``."""
+        self.log.info("Waiting for the destroyed session(s) %s to release the name %r", session_ids, name)
+        deadline = time.monotonic() + NAME_RELEASE_TIMEOUT
+        pending = list(session_ids)
+        while pending:
+            try:
+                status = self.hook.get_session_facts(pending[0]).status
+            except BackendAINotFoundError:
+                status = "TERMINATED"
+            if status in TERMINAL_STATUSES:
+                pending.pop(0)
+            elif time.monotonic() > deadline:
+                self.log.warning(
+                    "Session %s is still %s; creating the new session anyway", pending[0], status
+                )
+                return
+            else:
+                time.sleep(NAME_RELEASE_POLL)
+
+    def _earlier_sessions(self, context: Context, spec: BatchSessionSpec) -> list[tuple[int, SessionFacts]]:
         """
-        The sessions of this task instance's earlier tries, newest try first, found by their default names.
+        The sessions of this task instance's earlier tries with their try numbers, newest try first.
 
-        Tries before the task was last cleared do not count (Airflow's own ``max_tries - retries + 1``).
+        They are found by the tags the earlier tries gave them (``session_params.session_tag``), whatever
+        their names: every live one, and the ended ones named as the earlier tries named theirs (the
+        default names, or this try's ``session_name``; the manager cannot filter on tags). Tries before
+        the task was last cleared do not count.
         """
         ti = context["ti"]
-        if self.session_name is not None:
+        tries = range(ti.try_number - 1, self._first_counted_try(context) - 1, -1)
+        if not tries:
             return []
-        max_tries = getattr(ti, "max_tries", None)
-        first_try = max(1, max_tries - (self.retries or 0) + 1) if isinstance(max_tries, int) else 1
-        found = []
-        for try_number in range(ti.try_number - 1, first_try - 1, -1):
-            name = params.default_session_name(
-                ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1), try_number
-            )
-            try:
-                found.append(self.hook.find_session(name))
-            except BackendAINotFoundError:
-                continue
-        return found
+        try_key = (ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1))
+        tags = {params.session_tag(*try_key, try_number): try_number for try_number in tries}
+        names = {params.default_session_name(*try_key, try_number) for try_number in tries}
+        if self.session_name is not None:
+            names.add(spec.name)
+        found = self.hook.find_sessions_by_tag(tags, names=names)
+        earlier = [(tags[tag], facts) for tag, sessions in found.items() for facts in sessions]
+        return sorted(earlier, key=lambda item: item[0], reverse=True)  # stable: newest first within a try
+
+    def _first_counted_try(self, context: Context) -> int:
+        """The first try since the task was last cleared (Airflow's own ``max_tries - retries + 1``)."""
+        max_tries = getattr(context["ti"], "max_tries", None)
+        return max(1, max_tries - (self.retries or 0) + 1) if isinstance(max_tries, int) else 1
 
     def _log_follower(self, session_id: str, start: int = 0) -> LogFollower:
         return LogFollower(task_log_writer(self.log, session_id), start=start)
@@ -621,3 +767,13 @@ class BackendAIDestroySessionOperator(BaseOperator):
             return True
         self.log.info("Backend.AI session %s was already gone; nothing to destroy", session)
         return False
+
+
+def _stored_session(external_id: Any) -> tuple[str | None, int | None]:
+    """Read a task state store entry of ``BackendAIRunBatchOperator``: (session id, try that made it)."""
+    if isinstance(external_id, str):
+        return external_id, None
+    if isinstance(external_id, Mapping) and isinstance(external_id.get("session_id"), str):
+        try_number = external_id.get("try_number")
+        return external_id["session_id"], try_number if isinstance(try_number, int) else None
+    return None, None

@@ -15,7 +15,7 @@
 # specific language governing permissions and limitations
 # under the License.
 """
-Validation of the operators' session parameters and the default session name.
+Validation of the operators' session parameters, the default session name and the per-try session tag.
 
 Every check raises ``ValueError`` naming the parameter and what it accepts; the operators call these at
 construction and again after rendering templates, so invalid input never creates a session.
@@ -157,3 +157,20 @@ def default_session_name(dag_id: str, task_id: str, run_id: str, map_index: int,
     readable = _NAME_UNSAFE.sub("-", f"{dag_id}-{task_id}").strip("-.") or "task"
     readable = readable[: 64 - len("af-") - len(suffix)].rstrip("-.")
     return f"af-{readable}{suffix}"
+
+
+#: Length of the hex digest in a session tag. Backend.AI stores tags in a ``VARCHAR(64)`` column (the
+#: API does not check the length: a longer tag would fail in the database), so tags stay well under it.
+SESSION_TAG_DIGEST_LENGTH = 32
+
+
+def session_tag(dag_id: str, task_id: str, run_id: str, map_index: int, try_number: int) -> str:
+    """
+    Derive the Backend.AI tag of the session(s) one task try creates: ``af-`` and 32 hex digits (35 characters).
+
+    The same try always gets the same tag, whatever the session's name, so a retry can compute the tags of
+    the earlier tries and find what they left behind (see ``BackendAIHook.find_sessions_by_tag``); different
+    Dags, tasks, runs, mapped instances and tries get different tags.
+    """
+    key = f"session-tag\n{dag_id}\n{task_id}\n{run_id}\n{map_index}\n{try_number}"
+    return f"af-{hashlib.sha256(key.encode()).hexdigest()[:SESSION_TAG_DIGEST_LENGTH]}"
