@@ -19,6 +19,7 @@
 # down.sh DIR: stop what up.sh started, by recorded pid (= process group id): SIGTERM the groups, wait up
 # to 20 s, SIGKILL what is left. Then check that no listener remains on the ports used. Safe to call twice.
 set -uo pipefail
+trap "" PIPE  # keep stopping things even if our output pipe is gone
 DIR="${1:?usage: down.sh DIR}"
 [ -d "$DIR/pids" ] || { echo "[down] nothing to stop in $DIR" >&2; exit 0; }
 # A group is alive while it has a member that is not a zombie (PID 1 here may never reap orphans).

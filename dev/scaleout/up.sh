@@ -27,29 +27,52 @@ REPO="$(cd "$HERE/../.." && pwd)"
 DIR="${1:?usage: up.sh DIR}"
 mkdir -p "$DIR"
 DIR="$(cd "$DIR" && pwd)"
-VENV="$HERE/.venv-scaleout"
-PGBIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+VENV="${SCALEOUT_VENV:-$HERE/.venv-scaleout}"
 PGUSER_OS="${SCALEOUT_PG_OS_USER:-}"
 log() { printf '[up %s] %s\n' "$(date +%T)" "$*" >&2; }
+# shellcheck source=../lib.sh
+source "$REPO/dev/lib.sh"   # UV_* settings, ensure_uv, find_python
+
+# -- system packages: PostgreSQL and Redis from Debian (a fresh CI machine as root has neither) ---------
+if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || ! command -v redis-server >/dev/null \
+    || ! command -v psql >/dev/null || ! command -v setpriv >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing postgresql and redis-server (Debian packages)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      postgresql postgresql-client redis-server util-linux iproute2 procps curl >/dev/null
+  else
+    log "PostgreSQL (postgres, psql), redis-server and setpriv are needed: install them (or run as root)"; exit 1
+  fi
+fi
+PGBIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
 
 # -- the venv ---------------------------------------------------------------------------------------
-if [ ! -x "$VENV/bin/airflow" ]; then
-  py="${PYTHON_3_13:-$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.13.*/bin/python3.13 2>/dev/null | sort -V | tail -1)}"
-  py="${py:-$(command -v python3.13)}"
+# A marker holds the hash of the inputs: a venv whose build was interrupted, or built from an older lock, is
+# built again.
+venv_inputs="$(cat "$HERE/requirements.lock.txt" "$HERE/overrides.txt" | sha256sum | cut -c1-16)"
+if [ ! -x "$VENV/bin/airflow" ] || [ "$(cat "$VENV/.scaleout-ready" 2>/dev/null)" != "$venv_inputs" ]; then
+  ensure_uv
+  py="$(find_python 3.13)"
   log "creating $VENV from $py"
+  if [ -f "$VENV/pyvenv.cfg" ]; then rm -rf "$VENV"  # an interrupted or outdated build
+  elif [ -e "$VENV" ]; then log "$VENV exists and is not a venv: not touching it"; exit 1; fi
   uv venv --quiet --python "$py" "$VENV"
   # requirements.lock.txt = the repository's airflow3 lock + requirements.in, except packaging 26.3 and
   # python-dateutil 2.9.0.post0 (the lock's 26.4 / 4.0.0 are accepted by no Celery >= 5.5).
   VIRTUAL_ENV="$VENV" uv pip install --quiet --override "$HERE/overrides.txt" -r "$HERE/requirements.lock.txt"
   VIRTUAL_ENV="$VENV" uv pip install --quiet --no-deps -e "$REPO"
+  echo "$venv_inputs" >"$VENV/.scaleout-ready"
 fi
 AIRFLOW="$VENV/bin/airflow"
 
 free_port() { "$VENV/bin/python" -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 
-mkdir -p "$DIR/pids" "$DIR/logs"
+mkdir -p "$DIR/pids" "$DIR/logs" "$DIR/cmds"
 start() {  # start NAME CMD...: own session, output to DIR/logs/NAME.log, pid to DIR/pids/NAME.pid
   local name="$1"; shift
+  # The exact command, shell-quoted, so that restart.sh DIR NAME can start the component again.
+  printf '%q ' "$@" >"$DIR/cmds/$name"
   setsid "$@" >"$DIR/logs/$name.log" 2>&1 </dev/null &
   echo $! >"$DIR/pids/$name.pid"
   log "started $name (pid $!)"
@@ -102,6 +125,7 @@ wait_for redis 20 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping
 if [ -n "${BACKEND_ENDPOINT:-}" ] && [ -n "${BACKEND_ACCESS_KEY:-}" ] && [ -n "${BACKEND_SECRET_KEY:-}" ]; then
   BAI_ENDPOINT="$BACKEND_ENDPOINT" BAI_AK="$BACKEND_ACCESS_KEY" BAI_SK="$BACKEND_SECRET_KEY"
   BAI_IMAGE="${BACKEND_IMAGE:-cr.backend.ai/stable/python:3.9-ubuntu20.04}"
+  BAI_KIND=manager
   log "using the Backend.AI manager at $BAI_ENDPOINT"
 else
   start emulator env PYTHONPATH="$REPO/emulator" "$VENV/bin/python" -u -m backend_ai_emulator --port 0
@@ -110,6 +134,7 @@ else
   BAI_AK="$(sed -n 's/^export BACKEND_AI_TEST_ACCESS_KEY=//p' "$DIR/logs/emulator.log")"
   BAI_SK="$(sed -n 's/^export BACKEND_AI_TEST_SECRET_KEY=//p' "$DIR/logs/emulator.log")"
   BAI_IMAGE="$(sed -n 's/^export BACKEND_AI_TEST_IMAGE=//p' "$DIR/logs/emulator.log")"
+  BAI_KIND=emulator
 fi
 CONN_JSON="$("$VENV/bin/python" -c 'import json,sys; print(json.dumps({"conn_type": "backend_ai", "host": sys.argv[1], "login": sys.argv[2], "password": sys.argv[3]}))' "$BAI_ENDPOINT" "$BAI_AK" "$BAI_SK")"
 
@@ -123,6 +148,7 @@ export SCALEOUT_PORTS='$PG_PORT $REDIS_PORT $API_PORT'
 export SCALEOUT_API='http://127.0.0.1:$API_PORT'
 export SCALEOUT_PG_PORT='$PG_PORT'
 export SCALEOUT_REDIS_PORT='$REDIS_PORT'
+export SCALEOUT_BACKEND='$BAI_KIND'
 export BACKEND_AI_ENDPOINT='$BAI_ENDPOINT'
 export BACKEND_AI_ACCESS_KEY='$BAI_AK'
 export BACKEND_AI_SECRET_KEY='$BAI_SK'

@@ -44,6 +44,23 @@ MACROS = {"scaleout_session_name": scaleout_session_name}
 HAS_DURABLE = "durable" in inspect.signature(BackendAIRunBatchOperator.__init__).parameters
 
 
+def _durable_takes_session_name() -> bool:
+    """Whether this provider accepts ``durable=True`` with a ``session_name`` (older ones rejected it)."""
+    if not HAS_DURABLE:
+        return False
+    try:
+        BackendAIRunBatchOperator(
+            task_id="probe", image="probe", command="probe", session_name="scaleout-probe", durable=True
+        )
+    except ValueError:
+        return False
+    return True
+
+
+#: Scenario 2's durable tasks use ``scaleout-`` names too where the provider allows it.
+DURABLE_NAMED = _durable_takes_session_name()
+
+
 def job(task_id: str, seconds: int) -> str:
     return f"echo JOB-OUTPUT {task_id}; sleep {seconds}; echo JOB-DONE {task_id}"
 
@@ -71,8 +88,8 @@ with DAG(
             startup_timeout=120,
         )
 
-# 2. A worker is killed while it runs sync tasks: half durable (default session names, which durable
-#    needs), half with scaleout- names and the default behaviour (the retry destroys the dead try's session).
+# 2. A worker is killed while it runs sync tasks: half durable (the retry adopts the dead try's job), half
+#    with the default behaviour (the retry destroys the dead try's session and starts anew).
 with DAG(
     dag_id="scaleout_kill_worker",
     start_date=START,
@@ -86,7 +103,9 @@ with DAG(
     for i in range(4):
         durable = HAS_DURABLE and i % 2 == 0
         task_id = f"{'durable' if durable else 'plain'}_{i:02d}"
-        extra = {"durable": True} if durable else {"session_name": SESSION_NAME}
+        extra: dict = {"session_name": SESSION_NAME}
+        if durable:
+            extra = {"durable": True, **(extra if DURABLE_NAMED else {})}
         BackendAIRunBatchOperator(
             task_id=task_id,
             image=IMAGE,
@@ -117,3 +136,61 @@ with DAG(
             poll_interval=3,
             startup_timeout=120,
         )
+
+# 4. Clear and mark-failed through the REST API while the jobs run (sync) or are watched (deferred). The
+#    first try's job is long, so only a destroy can end it in time; a cleared task's rerun (try 2) is short.
+with DAG(
+    dag_id="scaleout_clear_fail",
+    start_date=START,
+    schedule=None,
+    catchup=False,
+    max_active_tasks=64,
+    user_defined_macros=MACROS,
+    tags=["scaleout"],
+):
+    for deferrable in (False, True):
+        for i, action in enumerate(("clear", "clear", "fail", "fail")):
+            task_id = f"{'deferred' if deferrable else 'sync'}_{action}_{i:02d}"
+            BackendAIRunBatchOperator(
+                task_id=task_id,
+                image=IMAGE,
+                command=f"echo JOB-OUTPUT {task_id}; sleep {{{{ 600 if ti.try_number == 1 else 5 }}}}; "
+                f"echo JOB-DONE {task_id}",
+                session_name=SESSION_NAME,
+                deferrable=deferrable,
+                poll_interval=3,
+                startup_timeout=120,
+            )
+
+# 5. The scheduler is restarted while a run's first wave runs (sync) and is deferred; the second wave
+#    needs the restarted scheduler to be scheduled at all.
+with DAG(
+    dag_id="scaleout_restart_scheduler",
+    start_date=START,
+    schedule=None,
+    catchup=False,
+    max_active_tasks=64,
+    user_defined_macros=MACROS,
+    default_args={"retries": 1, "retry_delay": timedelta(seconds=2)},
+    tags=["scaleout"],
+):
+    waves = []
+    for wave, (size, seconds) in enumerate(((6, 30), (2, 10)), start=1):
+        tasks = []
+        for deferrable in (False, True):
+            for i in range(size):
+                task_id = f"w{wave}_{'deferred' if deferrable else 'sync'}_{i:02d}"
+                tasks.append(
+                    BackendAIRunBatchOperator(
+                        task_id=task_id,
+                        image=IMAGE,
+                        command=job(task_id, seconds),
+                        session_name=SESSION_NAME,
+                        deferrable=deferrable,
+                        poll_interval=3,
+                        startup_timeout=120,
+                    )
+                )
+        waves.append(tasks)
+    for upstream in waves[0]:
+        upstream >> waves[1]
