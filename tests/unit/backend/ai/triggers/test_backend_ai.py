@@ -302,3 +302,15 @@ async def test_with_events_a_lost_stream_means_fast_reads_without_an_extra_one(h
     assert event.payload["status"] == "success"
     assert hook.facts.call_count == 2  # the loss itself asked for no read
     assert watch.timeouts == [5.0, 0.375]  # then the polling schedule
+
+
+@pytest.mark.event_stream
+@time_machine.travel(NOW, tick=False)
+async def test_an_end_event_the_manager_has_not_recorded_yet_means_fast_reads(hook):
+    running = SessionFacts(SID, "RUNNING")
+    hook.facts.side_effect = [running, running, running, SessionFacts(SID, "RUNNING", "SUCCESS")]
+    watch = FakeEventWatch(Wake.EVENT, None, None)
+    with with_events(watch):
+        (event,) = await collect(BackendAISessionTrigger(**{**KWARGS, "end_deadline": None}))
+    assert event.payload["status"] == "success"
+    assert watch.timeouts == [5.0, 0.25, 0.375]  # not another whole poll interval after the event

@@ -180,6 +180,8 @@ class BackendAISessionTrigger(BaseTrigger):
                         facts = await self.hook.a_get_session_facts(self.session_id)
                     if facts.verdict is not Verdict.RUNNING:
                         return self._ended(facts)
+                    if wake is Wake.EVENT:
+                        schedule.end_announced()
                     if next(reads) % LOG_READ_EVERY == log_phase:
                         await self._stream_log(facts)
             stream = events.state if events else None

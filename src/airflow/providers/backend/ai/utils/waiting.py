@@ -82,6 +82,7 @@ class WatchSchedule:
         self._last_status: str | None = None
         self._said_polling = False
         self._failing_since: float | None = None
+        self._end_announced = False
 
     def saw(self, facts: SessionFacts) -> None:
         """Note a read: log a new status, and restart the fast reads when the job is first seen running."""
@@ -91,6 +92,16 @@ class WatchSchedule:
             self._last_status = facts.status
         if facts.has_started and not self._started:
             self._started, self._reads = True, itertools.count()
+
+    def end_announced(self) -> None:
+        """
+        An event said the job ended, but the read does not show the result yet: read again soon.
+
+        A busy manager can take seconds to record a result its agent already announced (measured: 6 s with
+        200 sessions on 2 cores); waiting a whole poll interval for the next read would add all of it.
+        """
+        if not self._end_announced:
+            self._end_announced, self._reads = True, itertools.count()
 
     def read_failed(self, error: BackendAITransientError) -> None:
         """Tolerate failed reads for OUTAGE_POLL_INTERVALS poll intervals, then re-raise the last one."""
@@ -104,7 +115,7 @@ class WatchSchedule:
     def next_delay(self, stream: StreamState | None) -> float:
         """The pause before the next read: the poll interval while events arrive, else the fast schedule."""
         reads = next(self._reads)
-        if stream is StreamState.OPEN:
+        if stream is StreamState.OPEN and not self._end_announced:
             return self.poll_interval
         return self._delays[min(reads, len(self._delays) - 1)]
 
@@ -191,6 +202,8 @@ def _wait(
                     facts = hook.get_session_facts(session_id)
                 if facts.verdict is not Verdict.RUNNING or (until_started and facts.has_started):
                     return facts
+                if wake is Wake.EVENT:
+                    schedule.end_announced()
                 if on_read is not None:
                     on_read(facts)
         stream = events.state if events else None
