@@ -169,6 +169,8 @@ class Section:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     error: str | None = None
+    #: More tables after the main one: (title, header, rows).
+    extra_tables: list[tuple[str, list[str], list[list[str]]]] = field(default_factory=list)
 
     def check(self, metric: str, value: str, budget: str = "", ok: bool | None = None) -> Check:
         c = Check(f"{self.number}. {self.title}", metric, value, budget, ok)

@@ -42,6 +42,7 @@ class Session:
     terminated_at: float | None
     history: list[tuple[str, float]]
     events: list[tuple[str, float]]
+    job_exited_at: float | None = None  # when the job's process exited (the emulator's own record)
 
     def status_time(self, status: str) -> float | None:
         times = [at for s, at in self.history if s == status]
@@ -130,6 +131,7 @@ class EmulatorProcess:
                 terminated_at=s["terminated_at"],
                 history=[(a, b) for a, b in s["history"]],
                 events=[(a, b) for a, b in s["events"]],
+                job_exited_at=s.get("job_exited_at"),
             )
             for s in self.call("sessions", ids=ids or [])
         ]
@@ -140,6 +142,10 @@ class EmulatorProcess:
 
     def requests(self, since: float = 0.0) -> list[Request]:
         return [Request(*row) for row in self.call("requests", since=since)]
+
+    def streams(self) -> dict[str, int]:
+        """Event streams: open now, opened since the last reset, most open at once."""
+        return self.call("streams")
 
     def status_counts(self) -> dict[str, int]:
         return self.call("status_counts")

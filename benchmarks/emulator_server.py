@@ -60,6 +60,7 @@ def _session(snap: Any) -> dict[str, Any]:
         "terminated_at": _epoch(snap.terminated_at),
         "history": [[status, _epoch(at)] for status, at in snap.history],
         "events": [[ev.name, _epoch(ev.at)] for ev in snap.events if not ev.is_kernel_event],
+        "job_exited_at": _epoch(getattr(snap, "job_exited_at", None)),
     }
 
 
@@ -118,6 +119,12 @@ def main() -> int:
                     for r in emu.requests
                     if r.at >= since
                 ]
+            elif cmd == "streams":
+                reply = {
+                    "open": emu.open_event_streams,
+                    "opened": emu.event_streams_opened,
+                    "peak": emu.event_streams_peak,
+                }
             elif cmd == "status_counts":
                 counts: dict[str, int] = {}
                 for snap in emu.sessions():

@@ -94,7 +94,12 @@ def operator_accepts(name: str) -> bool:
 
     from airflow.providers.backend.ai.operators.backend_ai import BackendAIRunBatchOperator
 
-    return name in inspect.signature(BackendAIRunBatchOperator.__init__).parameters
+    # Arguments may be declared by a base class (the ``**kwargs`` of the subclass pass them on).
+    return any(
+        name in inspect.signature(cls.__dict__["__init__"]).parameters
+        for cls in BackendAIRunBatchOperator.__mro__
+        if "__init__" in cls.__dict__ and cls.__module__.startswith("airflow.providers.backend.ai")
+    )
 
 
 def run_sync(

@@ -29,7 +29,8 @@ launcher patches four methods of the 26.9.6 dummy classes, then hands over to th
   ``asyncio.timeout`` implements ``batch_timeout``. The output goes through the agent's real
   ``collect_logs()`` path (redis, then the manager stores ``kernels.container_log``), so
   ``get_logs`` works after termination.
-* ``DummyKernel.get_logs`` answers the output so far while the kernel lives.
+* ``DummyKernel.get_logs`` answers the output so far while the kernel lives, and the whole output
+  after it was destroyed until the agent drops the kernel (as a stopped container's log).
 * ``DummyAgent.destroy_kernel`` kills a job that still runs and collects its logs first.
 * ``DummyAgent.enumerate_containers`` reports every live kernel as a running container;
   the stock ``[]`` makes the agent's 60 s registry sweep kill every running kernel.
@@ -76,9 +77,13 @@ class _Job:
     pgid: int | None = None
     task: asyncio.Task[Any] | None = None
     logs_collected: bool = False
+    #: The job's exit code once it ended (a duplicate batch trigger waits for it instead of running again).
+    exit_code: asyncio.Future[int] | None = None
+    duplicates: int = 0
 
 
 _jobs: dict[KernelId, _Job] = {}
+_FORGET_AFTER = 300.0  # seconds after destroy_kernel: the kernel is long gone from the agent's registry
 _original_execute = DummyAgent.execute
 _original_destroy_kernel = DummyAgent.destroy_kernel
 
@@ -173,12 +178,29 @@ async def execute(
         )
     kernel = self.kernel_registry[kernel_id]  # KeyError: execute_batch reports the kernel gone
     job = _jobs.setdefault(kernel_id, _Job())
+    if job.exit_code is not None:
+        # The manager triggered this kernel's batch execution once more: its RUNNING hook can run again
+        # for a session whose transition a loaded scheduler has not committed yet (seen on 26.9.6: 2-3
+        # triggers for half of 200 sessions created at once). One job per kernel: wait for the first run
+        # and answer its outcome, rather than run the command again beside it.
+        job.duplicates += 1
+        print(
+            f"run_dummy_agent: duplicate batch trigger #{job.duplicates} for kernel {kernel_id}: "
+            "answering the outcome of the first run",
+            file=sys.stderr,
+            flush=True,
+        )
+        exit_code = await asyncio.shield(job.exit_code)
+        return {"status": "finished", "runId": run_id, "exitCode": exit_code, "console": [], "files": []}
+    job.exit_code = asyncio.get_running_loop().create_future()
     job.task = asyncio.current_task()
     try:
         exit_code = await _run(str(opts.get("exec") or ""), kernel, job)
-    except asyncio.CancelledError:  # batch_timeout or destroy
+    except BaseException:  # cancelled (batch_timeout or destroy) or failed: a duplicate ends alike
         _kill(job)
+        job.exit_code.cancel()
         raise
+    job.exit_code.set_result(exit_code)
     await _ship_logs(self, kernel_id, job)
     return {"status": "finished", "runId": run_id, "exitCode": exit_code, "console": [], "files": []}
 
@@ -189,7 +211,7 @@ async def get_logs(self: DummyKernel) -> dict[str, Any]:
 
 
 async def destroy_kernel(self: DummyAgent, kernel_id: KernelId, container_id: ContainerId | None) -> None:
-    job = _jobs.pop(kernel_id, None)
+    job = _jobs.get(kernel_id)
     if job is not None:
         _kill(job)
         if job.task is not None and not job.task.done():
@@ -197,6 +219,10 @@ async def destroy_kernel(self: DummyAgent, kernel_id: KernelId, container_id: Co
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(asyncio.shield(job.task), 2.0)
         await _ship_logs(self, kernel_id, job)
+        # A stopped container keeps its log until the agent removes it, and get_logs reads it until the
+        # kernel leaves the agent's registry (then the agent raises KeyError: HTTP 500 until TERMINATED).
+        # So the output stays readable here; it is forgotten well after the kernel is gone.
+        asyncio.get_running_loop().call_later(_FORGET_AFTER, _jobs.pop, kernel_id, None)
     await _original_destroy_kernel(self, kernel_id, container_id)
 
 

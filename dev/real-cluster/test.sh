@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Run the provider's tests against the real cluster that up.sh DIR started: the SDK-level contract suite,
-# the provider tests (tests/real_cluster) and the system-test Dags (tests/system), on the Airflow 3 venv.
+# the provider tests (tests/real_cluster), the system-test Dags (tests/system), and the quick completion-
+# floor benchmark (benchmarks/floor.py: lag after a job's end, requests/s per watched session, 200 deferred
+# sessions in one loop; fails on a broken budget), on the Airflow 3 venv.
 # Every part runs even if an earlier one fails; the exit status is 1 if any failed. Prints the time of each.
 #
 # usage: test.sh DIR [extra pytest args...]
 #   PYTHON=/path/to/python   interpreter to use (default: .venv-airflow3/bin/python of this work tree)
+#   FLOOR_REPORT=FILE        where the floor benchmark's Markdown report goes
+#                            (default: artifacts/benchmarks-floor-quick.md of this work tree)
+#   BACKEND_AI_RC_FLOOR=0    skip the floor benchmark (about 3-4 minutes)
 set -uo pipefail
 
 [ $# -ge 1 ] || { echo "usage: $0 DIR [pytest args...]" >&2; exit 2; }
@@ -27,9 +32,25 @@ export BACKEND_AI_IMAGE="${BACKEND_AI_IMAGE:-$BACKEND_AI_TEST_IMAGE}"
 cd "$REPO" || exit 2
 failed=()
 total_start=$SECONDS
+
+# The manager allows 1,000 unauthenticated requests per client IP per 15 minutes (hard-coded in 26.9.6), and
+# every SDK session open sends one (GET /, the version negotiation): the parts together come close to it.
+# Each part starts with a fresh window, so that one part's volume cannot fail the next with HTTP 429.
+reset_anonymous_rate_limit() {
+  local port=""
+  if [ -f "$DIR/run/ports.env" ]; then
+    port="$(sed -n 's/^declare -- PORT_REDIS="\([0-9]*\)"$/\1/p' "$DIR/run/ports.env")"
+  fi
+  if [ -n "$port" ] && command -v redis-cli >/dev/null; then
+    redis-cli -h 127.0.0.1 -p "$port" -n 1 --scan --pattern 'ip.*.rate_limit_window' \
+      | xargs -r redis-cli -h 127.0.0.1 -p "$port" -n 1 del >/dev/null || true
+  fi
+}
+
 run_part() {
   local name="$1" start=$SECONDS rc
   shift
+  reset_anonymous_rate_limit
   echo "[test.sh] ${name}: $*"
   "$PYTHON" -m pytest "$@" -q
   rc=$?
@@ -40,6 +61,20 @@ run_part() {
 run_part contract tests/contract "$@"
 run_part real_cluster tests/real_cluster "$@"
 run_part system tests/system "$@"
+
+# Last, on an idle cluster: the quick completion floor against this manager (cluster.env is loaded, so
+# benchmarks/floor.py targets it). It prints its report, tables included; exit 1 on a broken budget.
+if [ "${BACKEND_AI_RC_FLOOR:-1}" != 0 ]; then
+  floor_start=$SECONDS
+  report="${FLOOR_REPORT:-$REPO/artifacts/benchmarks-floor-quick.md}"
+  mkdir -p "$(dirname "$report")"
+  reset_anonymous_rate_limit
+  echo "[test.sh] floor: $PYTHON -m benchmarks.run --quick --only 6 --output $report"
+  "$PYTHON" -m benchmarks.run --quick --only 6 --output "$report"
+  rc=$?
+  echo "[test.sh] floor: exit ${rc} in $((SECONDS - floor_start)) s"
+  [ "$rc" -eq 0 ] || failed+=(floor)
+fi
 
 echo "[test.sh] total $((SECONDS - total_start)) s"
 if [ "${#failed[@]}" -gt 0 ]; then

@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--fixed-event-quirks", action="store_true", help="filter SSE by sessionId, fill exitCode"
     )
+    parser.add_argument("--sse-ping-interval", type=float, help="seconds between ': ping' comments (15)")
+    parser.add_argument(
+        "--block-event-streams",
+        metavar="HOW",
+        help="answer /events/session with an error status (404, 405, 502, ...), 'hang' or 'silent'",
+    )
     return parser
 
 
@@ -84,6 +90,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings.known_images.update(args.image)
     settings.accept_any_image = args.accept_any_image
     settings.fixed_event_quirks = args.fixed_event_quirks
+    if args.sse_ping_interval is not None:
+        settings.sse_ping_interval = args.sse_ping_interval
+    if args.block_event_streams:
+        how = args.block_event_streams
+        try:
+            settings.event_stream_block = int(how) if how.isdigit() else how
+        except ValueError as exc:
+            print(f"backend-ai-emulator: {exc}", file=sys.stderr)
+            return 2
 
     stop = threading.Event()
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -93,6 +94,38 @@ async def _apply_fault(request: web.Request, fault: Fault, state: EmulatorState)
     return _drop_connection(request)
 
 
+_HTML_ERROR = (
+    "<html>\r\n<head><title>{status} {phrase}</title></head>\r\n<body>\r\n"
+    "<center><h1>{status} {phrase}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
+
+
+async def _blocked_stream(request: web.Request, how: int | str, state: EmulatorState) -> web.StreamResponse:
+    """
+    ``GET /events/session`` while ``event_stream_block`` is set: what a client meets instead of a stream.
+
+    404 and 405 come in the manager's own problem+json (a manager without the route, or a gateway that
+    exposes known routes only, answers like an unknown URL); other statuses in an nginx-style HTML page,
+    as a proxy in front of the manager answers them; ``"hang"`` stalls and then drops the connection.
+    """
+    if how == "hang":
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(state.hang_release.wait(), state.settings.hang_seconds)
+        return _drop_connection(request)
+    assert isinstance(how, int)
+    if how == 404:
+        return url_not_found(request.path).response()
+    if how == 405:
+        return method_not_allowed(request.method).response()
+    try:
+        phrase = http.HTTPStatus(how).phrase
+    except ValueError:
+        phrase = "Error"
+    return web.Response(
+        status=how, text=_HTML_ERROR.format(status=how, phrase=phrase), content_type="text/html"
+    )
+
+
 async def _authenticate(request: web.Request, state: EmulatorState) -> None:
     if "Authorization" not in request.headers:
         raise auth_failed("Unauthorized access")
@@ -116,6 +149,9 @@ async def _dispatch(request: web.Request, handler: Handler, state: EmulatorState
             if http_exc.status == 405:
                 raise method_not_allowed(request.method)
             raise url_not_found(request.path)
+        block = state.settings.event_stream_block
+        if block is not None and block != "silent" and _route_name(request) == "events":
+            return await _blocked_stream(request, block, state)
         if _route_name(request) != "root":
             await _authenticate(request, state)
         version = request.headers.get("X-BackendAI-Version")

@@ -222,6 +222,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     # Quirk: kernel events are keyed by kernel id, so only wildcard streams get them.
     kernel_events = "kernel" in scope and (fixed or target is None)
     sub = Subscription(owner.access_key, target, "session" in scope, kernel_events)
+    sub.mute = state.settings.event_stream_block == "silent"
     return await stream_events(request, state.hub, sub, state.settings)
 
 

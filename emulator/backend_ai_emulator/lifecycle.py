@@ -74,6 +74,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _SCHEDULER = "triggered-by-scheduler"
+_PRECONDITIONS = "passed-preconditions"  # the reason of session_preparing on 26.9.6
 _CANCEL_WAIT = 5.0
 
 
@@ -96,10 +97,19 @@ def _sum_slots(slot_maps: Iterable[dict[str, Decimal]]) -> dict[str, Decimal]:
 class SessionEngine:
     """Creates, drives and destroys sessions; runs only on the server's event loop."""
 
-    def __init__(self, store: SessionStore, hub: EventHub, settings: EmulatorSettings) -> None:
+    def __init__(
+        self,
+        store: SessionStore,
+        hub: EventHub,
+        settings: EmulatorSettings,
+        manager_up: asyncio.Event | None = None,
+    ) -> None:
         self._store = store
         self._hub = hub
         self._settings = settings
+        #: Cleared while the "manager" is restarting with its lifecycle on hold: jobs go on running (on
+        #: the agent), but scheduler steps and the handling of job results wait until it is back.
+        self._manager_up = manager_up
         self._drivers: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._finishers: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._changed = asyncio.Event()
@@ -111,11 +121,24 @@ class SessionEngine:
         event.set()
 
     def _transition(
-        self, rec: SessionRecord, status: str, reason: str, kernel_event: str | None = None, **changes: Any
+        self,
+        rec: SessionRecord,
+        status: str,
+        reason: str,
+        kernel_event: str | None = None,
+        *,
+        event_reason: str | None = None,
+        **changes: Any,
     ) -> None:
-        """Set the status, emit the scheduler event (RUNNING is ``session_started``) and wake waiters."""
+        """
+        Set the status, emit the scheduler event (RUNNING is ``session_started``) and wake waiters.
+
+        ``event_reason`` is the event's reason when it differs from the status reason (``session_terminated``
+        always says ``triggered-by-scheduler`` on the manager, whatever ``status_info`` holds).
+        """
         self._store.set_status(rec, status, **changes)
-        self._hub.emit(rec, "session_started" if status == RUNNING else f"session_{status.lower()}", reason)
+        name = "session_started" if status == RUNNING else f"session_{status.lower()}"
+        self._hub.emit(rec, name, reason if event_reason is None else event_reason)
         if kernel_event:
             self._hub.emit(rec, kernel_event, reason, kernel=True)
         self._notify()
@@ -246,20 +269,33 @@ class SessionEngine:
 
     # -- driving -----------------------------------------------------------------------------
 
+    async def _up(self) -> None:
+        """Wait while the manager is down (a restart with the lifecycle on hold)."""
+        if self._manager_up is not None and not self._manager_up.is_set():
+            await self._manager_up.wait()
+
     async def _drive(self, rec: SessionRecord) -> None:
         s = self._settings
         try:
             await _sleep(s.step_delay + s.pending_hold)
             if rec.starts_at is not None:
                 await _sleep((rec.starts_at - utcnow()).total_seconds())
+            await self._up()
             self._transition(rec, SCHEDULED, _SCHEDULER)
             await _sleep(s.step_delay)
-            self._transition(rec, PREPARING, _SCHEDULER, "kernel_preparing")
+            await self._up()
+            self._transition(rec, PREPARING, _PRECONDITIONS)
             await _sleep(s.step_delay + s.preparing_hold)
+            await self._up()
             self._transition(rec, PREPARED, _SCHEDULER)
             await _sleep(s.step_delay)
-            self._transition(rec, CREATING, _SCHEDULER, "kernel_creating")
+            await self._up()
+            # The agent reports the kernel's creation (reason "") just before the session is CREATING.
+            for kernel_event in ("kernel_preparing", "kernel_creating", "kernel_started"):
+                self._hub.emit(rec, kernel_event, "", kernel=True)
+            self._transition(rec, CREATING, _SCHEDULER)
             await _sleep(s.step_delay)
+            await self._up()
             if s.fail_start:
                 self._transition(
                     rec,
@@ -275,7 +311,7 @@ class SessionEngine:
                     },
                 )
                 return
-            self._transition(rec, RUNNING, _SCHEDULER, "kernel_started", container_id=secrets.token_hex(32))
+            self._transition(rec, RUNNING, _SCHEDULER, container_id=secrets.token_hex(32))
             if not rec.is_batch:
                 return
             try:
@@ -287,6 +323,7 @@ class SessionEngine:
                     timeout=rec.batch_timeout,
                     on_output=lambda chunk: self._store.append_log(rec, chunk, self._settings.max_log_bytes),
                     on_start=lambda pid: self._store.mutate(rec, lambda r: setattr(r, "pid", pid)),
+                    on_exit=lambda: self._store.mutate(rec, lambda r: setattr(r, "job_exited_at", utcnow())),
                 )
             finally:
                 self._store.mutate(rec, lambda r: setattr(r, "pid", None))
@@ -320,6 +357,7 @@ class SessionEngine:
 
     async def _finish_batch(self, rec: SessionRecord, outcome: JobOutcome) -> None:
         """Manager order after the job: result + success/failure event, TERMINATING, then two ticks."""
+        await self._up()  # a manager that is down handles the agent's result event when it is back
         if outcome.timed_out:
             reason, result, event = "task-timeout", FAILURE, "session_failure"
         elif outcome.succeeded:
@@ -331,16 +369,25 @@ class SessionEngine:
             r.result = result
             r.exit_code = outcome.exit_code
 
-        self._store.mutate(rec, _set_result)
-        self._hub.emit(rec, event, reason, exit_code=outcome.exit_code)
-        self._transition(rec, TERMINATING, reason, "kernel_terminating", status_info=reason)
+        delay = self._settings.result_write_delay
+        if delay > 0:  # the stream relays the agent's event before the manager's handler writes the result
+            self._hub.emit(rec, event, reason, exit_code=outcome.exit_code)
+            await _sleep(delay)
+            await self._up()
+            self._store.mutate(rec, _set_result)
+        else:
+            self._store.mutate(rec, _set_result)
+            self._hub.emit(rec, event, reason, exit_code=outcome.exit_code)
+        self._transition(rec, TERMINATING, reason, status_info=reason)
         await self._terminate_after_ticks(rec, reason, outcome.exit_code)
 
     async def _terminate_after_ticks(self, rec: SessionRecord, reason: str, exit_code: int | None) -> None:
         await _sleep(self._settings.tick)
+        await self._up()
         self._hub.emit(rec, "kernel_terminated", reason, kernel=True, exit_code=exit_code)
         await _sleep(self._settings.tick)
-        self._transition(rec, TERMINATED, reason)
+        await self._up()
+        self._transition(rec, TERMINATED, reason, event_reason=_SCHEDULER)
 
     # -- destruction -------------------------------------------------------------------------
 
@@ -363,7 +410,7 @@ class SessionEngine:
         """
         reason = "force-terminated" if forced else "user-requested"
         if rec.status == PENDING:
-            self._transition(rec, CANCELLED, reason, "kernel_cancelled", status_info=reason)
+            self._transition(rec, CANCELLED, reason, status_info=reason)  # no kernel yet: no kernel event
             await self._stop_tasks(rec.id)
             return {"status": "cancelled"}
         if forced and rec.status not in TERMINAL_STATUSES:
@@ -379,7 +426,7 @@ class SessionEngine:
             await self._stop_tasks(rec.id)
             return {"status": "terminated"}
         if not forced and rec.status not in (TERMINATING, *TERMINAL_STATUSES):
-            self._transition(rec, TERMINATING, reason, "kernel_terminating", status_info=reason)
+            self._transition(rec, TERMINATING, reason, status_info=reason)
             await self._stop_tasks(rec.id)
             self._finishers[rec.id] = asyncio.ensure_future(self._finish_destroy(rec, reason))
             return {"status": "terminated"}

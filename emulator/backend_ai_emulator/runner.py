@@ -84,8 +84,13 @@ async def run_command(
     timeout: float | None,
     on_output: Callable[[bytes], None],
     on_start: Callable[[int], None],
+    on_exit: Callable[[], None] | None = None,
 ) -> tuple[int, bool]:
-    """Run ``shell -c script``; return (exit code, timed out). Cancelling kills the process group."""
+    """
+    Run ``shell -c script``; return (exit code, timed out). Cancelling kills the process group.
+
+    ``on_exit`` is called the moment the process has exited (or timed out), before its output is drained.
+    """
     proc = await asyncio.create_subprocess_exec(
         shell,
         "-c",
@@ -106,6 +111,8 @@ async def run_command(
             await asyncio.wait_for(proc.wait(), timeout)
         except TimeoutError:
             timed_out = True
+        if on_exit is not None:
+            on_exit()
     finally:
         # Leftover background children die with the "container", and a cancel kills everything.
         kill_group(proc.pid)
@@ -127,6 +134,7 @@ async def run_batch_job(
     timeout: float | None,
     on_output: Callable[[bytes], None],
     on_start: Callable[[int], None],
+    on_exit: Callable[[], None] | None = None,
 ) -> JobOutcome:
     """
     Bootstrap (if any) then the startup command, in a fresh scratch dir removed afterwards.
@@ -145,6 +153,7 @@ async def run_batch_job(
                 timeout=None,
                 on_output=on_output,
                 on_start=on_start,
+                on_exit=on_exit,
             )
             if code != 0:
                 return JobOutcome(code, stage="bootstrap")
@@ -156,6 +165,7 @@ async def run_batch_job(
             timeout=timeout,
             on_output=on_output,
             on_start=on_start,
+            on_exit=on_exit,
         )
         if timed_out:
             return JobOutcome(TIMEOUT_EXIT_CODE, timed_out=True)

@@ -18,13 +18,16 @@
 Run the emulator on its own event loop in a background thread, and the handle tests hold.
 
 The handle is the only thing tests touch: it exposes the endpoint and keypairs, the live settings
-and fault registry, thread-safe session/request inspection, waits with deadlines, reset and stop.
+and fault registry, thread-safe session/request inspection, waits with deadlines, reset and stop, and
+the event-stream switches (drop every open stream, block streams, a restart of the whole server).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import ipaddress
+import logging
 import socket
 import threading
 import time
@@ -52,8 +55,11 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 15.0
+_REBIND_ATTEMPTS = 50  # x 0.1 s: the port is ours, but a just-closed socket may still hold it briefly
 
 
 def is_loopback(host: str) -> bool:
@@ -103,9 +109,14 @@ class EmulatorHandle:
         self._thread: threading.Thread | None = None
         self._state: EmulatorState | None = None
         self._runner: web.AppRunner | None = None
+        self._site: web.SockSite | None = None
+        self._comeback: asyncio.TimerHandle | None = None
+        self._up = threading.Event()
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self.startup_seconds = 0.0
+        #: How many times :meth:`restart` took the server down since it started.
+        self.restarts = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -153,16 +164,35 @@ class EmulatorHandle:
             build_app(self._state), access_log=None, handle_signals=False, shutdown_timeout=1.0
         )
         await runner.setup()
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self._requested_port))
-        self.port = sock.getsockname()[1]
-        site = web.SockSite(runner, sock)
-        await site.start()
         self._runner = runner
+        await self._listen(self._requested_port)
+
+    def _bind(self, port: int) -> socket.socket:
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, port))
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    async def _listen(self, port: int) -> None:
+        """Accept connections on ``port`` (0: any free port, remembered in ``self.port``)."""
+        assert self._runner is not None
+        sock = self._bind(port)
+        self.port = sock.getsockname()[1]
+        site = web.SockSite(self._runner, sock)
+        await site.start()
+        self._site = site
+        self._up.set()
 
     async def _shutdown(self) -> None:
+        if self._comeback is not None:
+            self._comeback.cancel()
+            self._comeback = None
         if self._state is not None:
+            self._state.manager_up.set()
             await self._state.shutdown()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -194,11 +224,148 @@ class EmulatorHandle:
         return asyncio.run_coroutine_threadsafe(coro_fn(), self._loop).result(timeout)
 
     def reset(self) -> None:
-        """Fresh state: kill jobs, end streams and hangs, clear sessions/requests/faults, restore settings."""
+        """
+        Fresh state: kill jobs, end streams and hangs, clear sessions/requests/faults, restore settings.
+
+        A server that is down after :meth:`restart` comes back at once.
+        """
         state = self._state
         if state is None:
             raise RuntimeError("emulator not started")
-        self.run_on_loop(state.reset)
+
+        async def _reset() -> None:
+            if not self._up.is_set():
+                await self._come_up()
+            await state.reset()
+
+        self.run_on_loop(_reset)
+
+    # -- event-stream switches and restarts --------------------------------------------------
+
+    @property
+    def open_event_streams(self) -> int:
+        """Event streams open right now (mute ones included)."""
+        return self._state.hub.open_count if self._state is not None else 0
+
+    @property
+    def event_streams_opened(self) -> int:
+        """Event streams opened since the last reset (every reconnect counts)."""
+        return self._state.hub.opened if self._state is not None else 0
+
+    @property
+    def event_streams_peak(self) -> int:
+        """The most event streams open at once since the last reset."""
+        return self._state.hub.peak if self._state is not None else 0
+
+    def drop_event_streams(self, *, abort: bool = True) -> int:
+        """
+        Close every open event stream now, mid-stream; returns how many were open.
+
+        ``abort=True`` (default) cuts the TCP connection without ending the chunked body, as a restarting
+        server or a proxy's timeout does (aiohttp raises ``ClientPayloadError``, the SDK's reader ends);
+        ``abort=False`` ends each response cleanly (the client reads EOF). Clients must reconnect; new
+        streams are served as before.
+        """
+        state = self._state
+        if state is None:
+            raise RuntimeError("emulator not started")
+
+        async def _drop() -> int:
+            return state.hub.drop_all(abort=abort)
+
+        return self.run_on_loop(_drop)
+
+    def block_event_streams(self, how: int | str = 404, *, drop_open: bool = True) -> None:
+        """
+        Answer ``GET /events/session`` with ``how`` from now on (see ``EmulatorSettings.event_stream_block``).
+
+        With ``drop_open`` the streams open now are cut too, so every client meets the block when it
+        reconnects. :meth:`unblock_event_streams` (or ``reset()``) ends it.
+        """
+        self.settings.event_stream_block = how
+        if drop_open:
+            self.drop_event_streams()
+
+    def unblock_event_streams(self) -> None:
+        """Serve event streams again."""
+        self.settings.event_stream_block = None
+
+    @property
+    def is_up(self) -> bool:
+        """False while the server is down after :meth:`restart`."""
+        return self._up.is_set()
+
+    def restart(self, down_for: float = 5.0, *, hold_lifecycle: bool = True, wait: bool = False) -> None:
+        """
+        Take the whole server down for ``down_for`` seconds and bring it back on the same port.
+
+        Like a manager restart (its state lives in PostgreSQL): every connection is closed at once (open
+        streams cut mid-stream, requests in flight dropped), new connections are refused while it is down,
+        and sessions, logs, results, the request log, settings and faults survive. Running jobs go on (they
+        run on the agent). With ``hold_lifecycle`` (default) the "manager" does nothing while down:
+        scheduler steps and the handling of a job's end wait until it is back, so a job that ends
+        meanwhile gets its ``result`` and ``session_success``/``failure`` right after the restart, as the
+        manager reads the agent's event from Redis when it comes back (``job_exited_at`` keeps the real
+        end). Returns once the server is down, or with ``wait=True`` once it is back (see
+        :meth:`wait_until_up`). ``reset()`` and ``stop()`` end the downtime early.
+        """
+        if down_for < 0:
+            raise ValueError("down_for must be >= 0")
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("emulator not started")
+
+        async def _go_down() -> None:
+            if not self._up.is_set():
+                raise RuntimeError("the emulator is already down (restart in progress)")
+            await self._go_down(hold_lifecycle)
+            self._comeback = loop.call_later(down_for, lambda: asyncio.ensure_future(self._come_up()))
+
+        self.run_on_loop(_go_down)
+        if wait:
+            self.wait_until_up(down_for + 10.0)
+
+    def wait_until_up(self, timeout: float = 30.0) -> None:
+        """Block until the server accepts connections again after :meth:`restart`; TimeoutError otherwise."""
+        if not self._up.wait(timeout):
+            raise TimeoutError(f"the emulator did not come back within {timeout} s")
+
+    async def _go_down(self, hold_lifecycle: bool) -> None:
+        state, runner = self._state, self._runner
+        assert state is not None
+        assert runner is not None
+        self._up.clear()
+        self.restarts += 1
+        if hold_lifecycle:
+            state.manager_up.clear()
+        if self._site is not None:
+            await self._site.stop()  # closes the listening socket: new connections are refused
+            self._site = None
+        state.release_hangs()
+        state.hub.drop_all(abort=True)
+        server = runner.server
+        for conn in list(server.connections if server is not None else ()):
+            transport = conn.transport
+            if transport is not None:
+                transport.abort()
+
+    async def _come_up(self) -> None:
+        if self._comeback is not None:
+            self._comeback.cancel()
+            self._comeback = None
+        if self._up.is_set():
+            return
+        for attempt in range(_REBIND_ATTEMPTS):
+            try:
+                await self._listen(self.port)
+                break
+            except OSError:
+                if attempt == _REBIND_ATTEMPTS - 1:
+                    log.exception("emulator: cannot listen on port %s again after the restart", self.port)
+                    raise
+                await asyncio.sleep(0.1)
+        if self._state is not None:
+            self._state.manager_up.set()
 
     def set_baseline(self) -> None:
         """Make the current settings what :meth:`reset` restores (for customised long-lived servers)."""
@@ -223,6 +390,13 @@ class EmulatorHandle:
     def requests(self) -> list[RequestRecord]:
         """Every request since the last reset (no header values, so no secrets)."""
         return self._store.requests()
+
+    def request_counts(self, since: float | None = None) -> dict[str, int]:
+        """Requests per route name (``"unknown"`` for unmatched paths), at or after ``since`` if given."""
+        counts: collections.Counter[str] = collections.Counter(
+            r.route or "unknown" for r in self._store.requests() if since is None or r.at >= since
+        )
+        return dict(counts)
 
     def request_count(
         self, route: str | None = None, method: str | None = None, access_key: str | None = None

@@ -71,6 +71,21 @@ DEFAULT_SLOTS: frozenset[str] = frozenset({"cpu", "mem", "cuda.device", "cuda.sh
 
 REALISTIC_TICK = 2.0
 
+#: The non-status values of ``EmulatorSettings.event_stream_block``.
+STREAM_BLOCK_MODES = frozenset({"hang", "silent"})
+
+
+def check_stream_block(value: object) -> None:
+    """Raise ``ValueError`` unless ``value`` is a 4xx/5xx status or one of :data:`STREAM_BLOCK_MODES`."""
+    if isinstance(value, str) and value in STREAM_BLOCK_MODES:
+        return
+    if isinstance(value, int) and not isinstance(value, bool) and 400 <= value <= 599:
+        return
+    raise ValueError(
+        f"event_stream_block must be None, an HTTP error status (400-599) or one of "
+        f"{sorted(STREAM_BLOCK_MODES)}, not {value!r}"
+    )
+
 
 @dataclass(frozen=True)
 class Keypair:
@@ -122,6 +137,11 @@ class EmulatorSettings:
     fail_start: bool = False
     #: The manager sleeps 0.5 s after RUNNING before answering a blocking create.
     running_response_delay: float = 0.0
+    #: Seconds from a job's ``session_success``/``session_failure`` reaching the event streams to the manager
+    #: writing ``result`` and moving the session to TERMINATING. Two consumers of the agent's event do these
+    #: on the manager, independently: ~30 ms apart when idle, up to seconds when it is loaded. 0 (default):
+    #: the result is written first, then the event is sent.
+    result_write_delay: float = 0.0
     #: Images the registry knows; ``accept_any_image`` skips the check.
     known_images: set[str] = field(default_factory=lambda: set(DEFAULT_IMAGES))
     accept_any_image: bool = False
@@ -133,8 +153,14 @@ class EmulatorSettings:
     default_resources: dict[str, Any] = field(default_factory=lambda: {"cpu": 1, "mem": "1g"})
     #: False reproduces the SSE quirks (sessionId ignored, exitCode null); True filters and fills.
     fixed_event_quirks: bool = False
-    #: Seconds between ``: ping`` comments on event streams.
+    #: Seconds between ``: ping`` comments on event streams (aiohttp-sse's default, as the manager uses it).
     sse_ping_interval: float = 15.0
+    #: Block ``GET /events/session`` so that clients must fall back to polling: None serves streams;
+    #: 404 answers the manager's url-not-found (an older manager or a gateway exposing known routes
+    #: only), 405 method-not-allowed, any other status a proxy's HTML error page (502, 503, 504, 403);
+    #: ``"hang"`` never answers (released by reset/restart/shutdown, else after ``hang_seconds``);
+    #: ``"silent"`` answers 200 and then never writes a byte, not even a ping (a buffering proxy).
+    event_stream_block: int | str | None = None
     #: Container log cap per session; output beyond it is dropped with a marker line.
     max_log_bytes: int = 32 * 1024 * 1024
     #: How long a "hang" fault sleeps unless released by reset/shutdown.
@@ -152,6 +178,11 @@ class EmulatorSettings:
         self.step_delay = REALISTIC_TICK
         self.tick = REALISTIC_TICK
         self.running_response_delay = 0.5
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "event_stream_block" and value is not None:
+            check_stream_block(value)
+        super().__setattr__(name, value)
 
     def restore(self, baseline: EmulatorSettings) -> None:
         """Copy every field from ``baseline`` in place, so holders of this object see the reset."""

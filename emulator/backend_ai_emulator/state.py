@@ -58,8 +58,10 @@ class EmulatorState:
         self.baseline = settings.copy()
         self.store = store or SessionStore()
         self.faults = faults or FaultRegistry()
-        self.hub = EventHub(self.store, settings)
-        self.engine = SessionEngine(self.store, self.hub, settings)
+        self.hub = EventHub(self.store, settings, self.faults)
+        self.manager_up = asyncio.Event()
+        self.manager_up.set()
+        self.engine = SessionEngine(self.store, self.hub, settings, self.manager_up)
         self.query_counts: Counter[str] = Counter()
         self._hang_release = asyncio.Event()
 
@@ -80,6 +82,8 @@ class EmulatorState:
         await self.engine.stop_all()
         self.store.clear()
         self.query_counts.clear()
+        self.hub.reset_counts()
+        self.manager_up.set()
         self.settings.restore(self.baseline)
 
     async def shutdown(self) -> None:

@@ -71,6 +71,8 @@ class EventRecord:
     payload: dict[str, Any]
     at: datetime
     is_kernel_event: bool
+    #: False when an event-loss fault kept it from every stream (``faults.lose_events``).
+    delivered: bool = True
 
 
 @dataclass
@@ -117,6 +119,8 @@ class SessionRecord:
     log: bytearray = field(default_factory=bytearray)
     log_truncated: bool = False
     pid: int | None = None
+    #: When the batch job's main process exited (the agent's view of "job end"), before anything else.
+    job_exited_at: datetime | None = None
 
     @property
     def is_batch(self) -> bool:
@@ -161,6 +165,7 @@ class SessionSnapshot:
     events: tuple[EventRecord, ...]
     log_bytes: bytes
     pid: int | None
+    job_exited_at: datetime | None = None
 
     @property
     def logs(self) -> str:
@@ -185,6 +190,11 @@ class SessionSnapshot:
     def status_time(self, status: str) -> datetime | None:
         """When the session (last) entered ``status``."""
         times = [at for s, at in self.history if s == status]
+        return times[-1] if times else None
+
+    def event_time(self, name: str) -> datetime | None:
+        """When the session's (last) event ``name`` was emitted, delivered or not."""
+        times = [event.at for event in self.events if event.name == name]
         return times[-1] if times else None
 
 
@@ -332,6 +342,7 @@ class SessionStore:
             events=tuple(record.events),
             log_bytes=bytes(record.log),
             pid=record.pid,
+            job_exited_at=record.job_exited_at,
         )
 
     def snapshots(self) -> list[SessionSnapshot]:

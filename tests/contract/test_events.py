@@ -29,7 +29,7 @@ from ai.backend.client.func.session import ComputeSession
 
 from backend_ai_emulator import signed_headers
 
-from .sdk import open_async_session, session_ref, unique_name
+from .sdk import GQL_SESSION, open_async_session, session_ref, unique_name
 
 if TYPE_CHECKING:
     from backend_ai_emulator import EmulatorHandle
@@ -133,6 +133,92 @@ async def test_stream_by_session_id_is_a_wildcard(contract_target: ContractTarge
     failure = seen[-1]
     assert failure[0] == "session_failure"
     assert failure[1]["reason"] == "task-failed"
+
+
+@pytest.mark.parametrize(
+    ("command", "end_event", "result", "reason"),
+    [
+        ("sleep 1; echo finished", "session_success", "SUCCESS", "task-finished"),
+        ("sleep 1; echo failing; exit 3", "session_failure", "FAILURE", "task-failed"),
+    ],
+    ids=["success", "failure"],
+)
+async def test_job_end_order_result_before_terminated(
+    contract_target: ContractTarget, command: str, end_event: str, result: str, reason: str
+) -> None:
+    """
+    How a batch job's end shows, on the emulator and on the real manager (wire notes §5.4, §5.5).
+
+    ``session_success``/``session_failure`` comes before ``session_terminating``, which comes before
+    ``session_terminated``; when the end event arrives, GraphQL ``result`` is already known (or soon: the
+    manager writes it in another handler of the agent's event than the one the stream relays, ~10-30 ms
+    after the job's end when idle, seconds later when loaded) while the status is still RUNNING or
+    TERMINATING, seconds before TERMINATED
+    (the manager's 2 s scheduler tick); and the event's ``reason`` is what ``status_info`` says later
+    (``session_terminating`` has it too; ``session_terminated`` says ``triggered-by-scheduler``).
+    """
+    async with (
+        open_async_session(contract_target.config()) as session,
+        ComputeSession("*").listen_events() as stream,  # subscribe first: the stream has no replay
+    ):
+        created = await _create(session, contract_target, command)
+        session_id = str(created.id)
+        loop = asyncio.get_running_loop()
+        mine: list[tuple[str, dict, float]] = []
+        result_allowance = 1.0 if contract_target.is_emulator else 15.0
+        row_at_end: dict[str, Any] | None = None
+        result_seen_after: float | None = None
+
+        async def _read() -> None:
+            nonlocal row_at_end, result_seen_after
+            async for msg in stream:
+                payload = json.loads(msg.data) if msg.data else {}
+                if payload.get("sessionId") != session_id:
+                    continue  # the stream is a wildcard: other sessions of the caller come too
+                mine.append((msg.event, payload, loop.time()))
+                if msg.event in TERMINAL_EVENTS and row_at_end is None:
+                    seen_at = loop.time()
+                    # The result is written by the manager's own handler of the agent's event, separate from
+                    # the stream's: ~30 ms apart when idle, seconds on a loaded manager. Read until it shows.
+                    while True:
+                        row = (await session.Admin.query(GQL_SESSION, {"id": session_id}))["compute_session"]
+                        if row["result"] != "UNDEFINED" or loop.time() - seen_at > result_allowance:
+                            break
+                        await asyncio.sleep(0.01)
+                    row_at_end, result_seen_after = row, loop.time() - seen_at
+                if msg.event == "session_terminated":
+                    return
+
+        try:
+            await asyncio.wait_for(_read(), contract_target.timeout)
+        except TimeoutError:
+            raise AssertionError(f"session_terminated never came; saw {[n for n, _, _ in mine]}") from None
+        final = (await session.Admin.query(GQL_SESSION, {"id": session_id}))["compute_session"]
+
+    names = [name for name, _, _ in mine]
+    assert names.count(end_event) == 1, names
+    assert set(TERMINAL_EVENTS) - {end_event} & set(names) == set(), names
+    assert names.index(end_event) < names.index("session_terminating") < names.index("session_terminated")
+    assert row_at_end is not None
+    assert result_seen_after is not None
+    assert row_at_end["result"] == result, (row_at_end, result_seen_after)
+    assert row_at_end["status"] in ("RUNNING", "TERMINATING"), row_at_end
+    end_payload = next(p for name, p, _ in mine if name == end_event)
+    assert end_payload["reason"] == reason
+    assert end_payload["sessionName"] == created.name
+    assert final["status"] == "TERMINATED"
+    assert final["result"] == result
+    assert final["status_info"] == end_payload["reason"]
+    terminating_payload = next(p for name, p, _ in mine if name == "session_terminating")
+    assert terminating_payload["reason"] == reason
+    # session_terminated is the scheduler's step, whatever the termination's reason (26.9.6).
+    terminated_payload = next(p for name, p, _ in mine if name == "session_terminated")
+    assert terminated_payload["reason"] == "triggered-by-scheduler"
+    if not contract_target.is_emulator:
+        # The real manager's order takes time: TERMINATED follows the end by about two 2 s ticks.
+        end_at = next(at for name, _, at in mine if name == end_event)
+        terminated_at = next(at for name, _, at in mine if name == "session_terminated")
+        assert terminated_at - end_at > 1.0, names
 
 
 @pytest.mark.emulator_only
