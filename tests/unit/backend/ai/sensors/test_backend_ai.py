@@ -142,10 +142,14 @@ class TestPokeModeWaitsForTheJob:
 
     @pytest.fixture
     def waited(self):
-        with mock.patch(
-            "airflow.providers.backend.ai.sensors.backend_ai.wait_for_session", autospec=True
-        ) as wait:
+        with (
+            mock.patch(
+                "airflow.providers.backend.ai.sensors.backend_ai.wait_for_session", autospec=True
+            ) as wait,
+            mock.patch.object(BackendAIHook, "get_conn", autospec=True) as get_conn,
+        ):
             wait.return_value = SessionFacts(SID, "RUNNING", "SUCCESS", "task-finished")
+            wait.get_conn = get_conn
             yield wait
 
     @time_machine.travel("2026-01-01 00:00:00", tick=False)
@@ -158,6 +162,7 @@ class TestPokeModeWaitsForTheJob:
         assert kwargs["use_event_stream"] is True
         assert kwargs["give_up_at"] == time.time() + 600
         facts.assert_called_once()  # one read, then the wait
+        waited.get_conn.assert_called_once()  # all of it on one API session: no version negotiation per read
 
     def test_reschedule_mode_reads_once(self, facts, waited):
         facts.return_value = SessionFacts(SID, "RUNNING")

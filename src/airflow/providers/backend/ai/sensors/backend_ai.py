@@ -34,7 +34,7 @@ from airflow.providers.common.compat.sdk import (
 from airflow.providers.backend.ai.exceptions import BackendAINotFoundError
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
 from airflow.providers.backend.ai.utils.outcome import describe_failure
-from airflow.providers.backend.ai.utils.session_state import Verdict
+from airflow.providers.backend.ai.utils.session_state import SessionFacts, Verdict
 from airflow.providers.backend.ai.utils.trigger_events import facts_from_event, validate_trigger_event
 from airflow.providers.backend.ai.utils.waiting import wait_for_session
 
@@ -110,23 +110,32 @@ class BackendAISessionSensor(BaseSensorOperator):
     def poke(self, context: Context) -> bool:
         session_id = self._session_id()
         try:
-            facts = self.hook.get_session_facts(session_id)
-            if facts.verdict is Verdict.RUNNING and self.mode == "poke" and self._give_up_at is not None:
-                facts = wait_for_session(
-                    self.hook,
-                    session_id,
-                    startup_timeout=float("inf"),
-                    poll_interval=float(self.poke_interval),
-                    log=self.log,
-                    use_event_stream=self.use_event_stream,
-                    give_up_at=self._give_up_at,
-                )
+            if self.mode == "poke" and self._give_up_at is not None:
+                facts = self._wait(session_id)
+            else:
+                facts = self.hook.get_session_facts(session_id)
         except BackendAINotFoundError as exc:
             raise AirflowFailException(f"Backend.AI session {session_id} does not exist") from exc
         self.log.info("Session %s is %s (result %s)", session_id, facts.status, facts.result)
         if facts.verdict is Verdict.FAILED:
             raise AirflowFailException(f"Backend.AI session {session_id}: {describe_failure(facts)}")
         return facts.verdict is Verdict.SUCCEEDED
+
+    def _wait(self, session_id: str) -> SessionFacts:
+        """Poke mode: read, and wait for the job's end (events, a read every poke_interval), on one API session."""
+        with self.hook.get_conn():
+            facts = self.hook.get_session_facts(session_id)
+            if facts.verdict is not Verdict.RUNNING:
+                return facts
+            return wait_for_session(
+                self.hook,
+                session_id,
+                startup_timeout=float("inf"),
+                poll_interval=float(self.poke_interval),
+                log=self.log,
+                use_event_stream=self.use_event_stream,
+                give_up_at=self._give_up_at,
+            )
 
     def execute(self, context: Context) -> None:
         timeout = float(self.timeout.total_seconds() if isinstance(self.timeout, timedelta) else self.timeout)
