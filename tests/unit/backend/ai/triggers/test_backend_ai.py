@@ -160,30 +160,6 @@ async def test_on_kill_destroys(hook):
     assert hook.destroy.call_count == 1
 
 
-@pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="on_kill runs on Airflow 3.3+ only")
-@pytest.mark.parametrize(
-    ("states", "destroyed"),
-    [
-        ({"run-1": {"job": "deferred"}}, False),  # a stalled triggerer's trigger moved on: keep the job
-        ({"run-1": {"job": "failed"}}, True),  # marked failed
-        ({"run-1": {"job": None}}, True),  # cleared
-        ({"run-1": {"job_3": "deferred"}}, True),  # another map index's state says nothing of this one
-        (RuntimeError("no supervisor"), True),  # unknown: the user's action wins
-    ],
-)
-async def test_on_kill_keeps_the_job_of_a_task_that_is_still_deferred(hook, states, destroyed):
-    trigger = BackendAISessionTrigger(**KWARGS)
-    trigger.task_instance = mock.Mock(dag_id="dag", task_id="job", run_id="run-1", map_index=-1, task=None)
-    with mock.patch(
-        "airflow.sdk.execution_time.task_runner.RuntimeTaskInstance.get_task_states",
-        side_effect=states if isinstance(states, Exception) else None,
-        return_value=states,
-    ) as get_states:
-        await trigger.on_kill()
-    get_states.assert_called_once_with(dag_id="dag", task_ids=["job"], run_ids=["run-1"], map_index=-1)
-    assert hook.destroy.called is destroyed
-
-
 async def test_on_kill_never_raises(hook):
     hook.destroy.side_effect = BackendAITransientError("destroy", status=503)
     await BackendAISessionTrigger(**KWARGS).on_kill()

@@ -220,39 +220,9 @@ class BackendAISessionTrigger(BaseTrigger):
             self.log.warning("Could not read the session log (%s); it is written when the task resumes", exc)
 
     async def on_kill(self) -> None:
-        """
-        Airflow 3.3+: the user killed, cleared or marked the deferred task; destroy the session (idempotent).
-
-        Airflow 3.3 also calls ``on_kill`` when a triggerer that stalled past its heartbeat comes back and
-        finds its triggers reassigned; the task is then still DEFERRED, and another triggerer watches the
-        job: it must survive. When the state cannot be read, the user's action wins.
-        """
-        if not self.destroy_on_kill:
-            return
-        if await asyncio.to_thread(self._task_state) == "deferred":
-            self.log.info(
-                "The task is still deferred (the trigger moved to another triggerer): keeping the job"
-            )
-            return
-        await self._destroy("the deferred task was killed or cleared")
-
-    def _task_state(self) -> str | None:
-        """Airflow 3: the task instance's state, through the triggerer's supervisor; None when unknown."""
-        ti = self.task_instance
-        if ti is None or not AIRFLOW_V_3_0_PLUS:
-            return None
-        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
-
-        try:
-            states = RuntimeTaskInstance.get_task_states(
-                dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index
-            )
-        except Exception as exc:
-            self.log.warning("Could not read the state of the deferred task: %s", exc)
-            return None
-        key = ti.task_id if ti.map_index is None or ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"
-        state = states.get(ti.run_id, {}).get(key)
-        return None if state is None else str(state)
+        """Airflow 3.3+: the user killed, cleared or marked the deferred task; destroy the session (idempotent)."""
+        if self.destroy_on_kill:
+            await self._destroy("the deferred task was killed or cleared")
 
     async def cleanup(self) -> None:
         """
