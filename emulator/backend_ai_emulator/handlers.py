@@ -32,6 +32,7 @@ from .errors import (
     bad_request_params,
     entity_not_found,
     insufficient_privilege,
+    internal_error,
     invalid_api_params,
     kernel_not_found,
     malformed_body,
@@ -40,6 +41,7 @@ from .errors import (
 from .events import Subscription, stream_events
 from .settings import Keypair
 from .state import EmulatorState
+from .store import TERMINATING
 from .validation import parse_create_body
 
 if TYPE_CHECKING:
@@ -170,6 +172,8 @@ async def logs(request: web.Request) -> web.Response:
     kernel_id = request.query.get("kernel_id")
     if kernel_id is not None and kernel_id != str(rec.kernel_id):
         raise kernel_not_found(kernel_id)
+    if state.settings.logs_gap_while_terminating and rec.kernel_gone and rec.status == TERMINATING:
+        raise internal_error()  # the agent no longer knows the kernel; the stored log comes at TERMINATED
     text = state.store.read(rec, lambda r: r.log.decode("utf-8", errors="replace"))
     return web.json_response({"result": {"logs": text}})
 

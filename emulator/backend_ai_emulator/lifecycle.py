@@ -384,6 +384,7 @@ class SessionEngine:
     async def _terminate_after_ticks(self, rec: SessionRecord, reason: str, exit_code: int | None) -> None:
         await _sleep(self._settings.tick)
         await self._up()
+        self._store.mutate(rec, lambda r: setattr(r, "kernel_gone", True))
         self._hub.emit(rec, "kernel_terminated", reason, kernel=True, exit_code=exit_code)
         await _sleep(self._settings.tick)
         await self._up()

@@ -142,6 +142,10 @@ class EmulatorSettings:
     #: on the manager, independently: ~30 ms apart when idle, up to seconds when it is loaded. 0 (default):
     #: the result is written first, then the event is sent.
     result_write_delay: float = 0.0
+    #: After ``kernel_terminated`` and until TERMINATED, ``GET /session/{id}/logs`` answers HTTP 500: the
+    #: manager asks the agent, which has dropped the kernel (its ``KeyError`` is relayed), and reads the
+    #: stored log only once the session is TERMINATED (26.9.6). Realistic timing turns it on.
+    logs_gap_while_terminating: bool = False
     #: Images the registry knows; ``accept_any_image`` skips the check.
     known_images: set[str] = field(default_factory=lambda: set(DEFAULT_IMAGES))
     accept_any_image: bool = False
@@ -174,10 +178,11 @@ class EmulatorSettings:
     shell: str = "bash"
 
     def use_realistic_timing(self) -> None:
-        """Match the real manager's pace: every scheduler step and tick is 2 s, 0.5 s before answering."""
+        """Match the real manager's pace (2 s steps and ticks, 0.5 s before answering) and its log gap."""
         self.step_delay = REALISTIC_TICK
         self.tick = REALISTIC_TICK
         self.running_response_delay = 0.5
+        self.logs_gap_while_terminating = True
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "event_stream_block" and value is not None:

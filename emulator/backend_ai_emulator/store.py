@@ -121,6 +121,8 @@ class SessionRecord:
     pid: int | None = None
     #: When the batch job's main process exited (the agent's view of "job end"), before anything else.
     job_exited_at: datetime | None = None
+    #: The agent has dropped the kernel (``kernel_terminated`` was sent): see ``logs_gap_while_terminating``.
+    kernel_gone: bool = False
 
     @property
     def is_batch(self) -> bool:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import pytest
 
-from backend_ai_emulator import signed_headers
+from backend_ai_emulator import EmulatorSettings, signed_headers
 
 from .sdk import create_batch, open_session, query_session, wait_for_result
 
@@ -496,3 +496,32 @@ async def test_result_write_delay_sends_the_end_event_before_the_result(
     assert success_at is not None
     assert result_at is not None
     assert 0.4 < (result_at - success_at).total_seconds() < 1.5
+
+
+def test_logs_gap_while_terminating(contract_target: ContractTarget, emulator: EmulatorHandle) -> None:
+    """Between ``kernel_terminated`` and TERMINATED the manager cannot read a log (HTTP 500); before and after, it can."""
+    from ai.backend.client.exceptions import BackendAPIError
+
+    from .sdk import session_ref
+
+    emulator.settings.logs_gap_while_terminating = True
+    emulator.settings.tick = 0.6
+    with open_session(contract_target.config()) as sdk:
+        created = create_batch(sdk, contract_target, "echo gap")
+        emulator.wait_for_session(created.id, result="SUCCESS")
+        ref = session_ref(created.id)
+        assert ref.get_logs()["result"]["logs"] == "gap\n"  # at once: the kernel is still there
+        emulator.wait_for_session(created.id, predicate=lambda s: "kernel_terminated" in s.event_names)
+        with pytest.raises(BackendAPIError) as err:
+            ref.get_logs()
+        assert err.value.status == 500
+        emulator.wait_for_session(created.id, status="TERMINATED")
+        assert ref.get_logs()["result"]["logs"] == "gap\n"
+
+
+def test_realistic_timing_turns_the_log_gap_on() -> None:
+    settings = EmulatorSettings()
+    assert not settings.logs_gap_while_terminating
+    settings.use_realistic_timing()
+    assert settings.logs_gap_while_terminating
+    assert settings.tick == 2.0
