@@ -528,7 +528,7 @@ class JobResult:
     duration: float  # the job's sleep
     session_id: str | None = None
     started: float = 0.0
-    detected: float | None = None  # operator returned / trigger yielded / sensor returned
+    detected: float | None = None  # sync wait returned / trigger yielded / sensor returned
     returned: float | None = None  # the task's work returned (execute / execute_complete)
     outcome: str = ""
     error: str | None = None
@@ -569,9 +569,12 @@ def run_path(
             result.started = time.time()
             if on_created is not None:
                 threading.Thread(target=_report_created, args=(ctx, on_created), daemon=True).start()
+            _time_the_sync_wait()
             out = op.execute(ctx)
-            result.detected = result.returned = time.time()
+            result.returned = time.time()
             result.session_id, result.outcome = out["session_id"], out["result"]
+            # The operator knew when its wait returned; the final log read and the destroy follow.
+            result.detected = _SYNC_WAIT_ENDED.pop(result.session_id, result.returned)
         elif path == "deferrable":
             op = jobs.make_operator(command, deferrable=True, conn_id=conn_id, **kwargs)
             result.started = time.time()
@@ -616,6 +619,34 @@ def run_path(
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {str(exc)[:300]}"
         result.session_id = result.session_id or _pushed_session_id(ctx)
+
+
+#: session id -> when the sync operator's wait returned with the job's end (see _time_the_sync_wait).
+_SYNC_WAIT_ENDED: dict[str, float] = {}
+
+
+def _time_the_sync_wait() -> None:
+    """
+    Note when the sync operator's wait for the job returns, which is when the operator knows the job ended.
+
+    The same point as the trigger's event and the sensor's return; ``execute()`` returns after the final log
+    read and the destroy, reported as "task returns". Wraps the function once, in the operator module.
+    """
+    from airflow.providers.backend.ai.operators import backend_ai as operators
+    from airflow.providers.backend.ai.utils.session_state import Verdict
+
+    wait = getattr(operators, "wait_for_session", None)
+    if wait is None or getattr(wait, "timed_by_floor", False):
+        return  # a provider without this wait: execute() returning is all there is
+
+    def timed_wait(*args: Any, **kwargs: Any) -> Any:
+        facts = wait(*args, **kwargs)
+        if facts.verdict is not Verdict.RUNNING:
+            _SYNC_WAIT_ENDED[facts.session_id] = time.time()
+        return facts
+
+    timed_wait.timed_by_floor = True  # type: ignore[attr-defined]
+    operators.wait_for_session = timed_wait  # type: ignore[assignment]
 
 
 def _report_created(ctx: dict[str, Any], on_created: Callable[[str], None]) -> None:
@@ -1289,8 +1320,9 @@ def report(
             )
         )
     section.notes.append(
-        f"Lag = detected - job end; detected is when `execute()` returned (sync), the trigger yielded its event "
-        f"(deferrable; 'task returns' is `execute_complete` returning), or the sensor's `execute()` returned "
+        f"Lag = detected - job end; detected is when the operator's wait returned the job's end (sync; 'task "
+        f"returns' is `execute()` returning, after the final log read and the destroy), the trigger yielded its "
+        f"event (deferrable; 'task returns' is `execute_complete` returning), or the sensor's `execute()` returned "
         f"(poke mode). {sizes.jobs} jobs per path and mode (`sleep` 1-3 s, random), {sizes.concurrency} at a "
         f"time per path and mode, all paths and modes side by side; operator defaults (`poll_interval` "
         f"{poll_interval:g} s), the sensor's `poke_interval` set to the same."

@@ -91,6 +91,23 @@ class TestSync:
         assert counts.get("events") == 1
         assert counts.get("gql", 0) <= 3, counts  # first read, the read the event asked for (+ a re-read)
 
+    def test_no_log_reads_between_the_end_event_and_the_result(self, emulator, context):
+        """
+        A loaded manager sends the end event seconds before it records the result, and the log read of a
+        running job can then meet its HTTP 500 window (whose retries held the sync task up by 1-3 s on the
+        real manager): after the event, only the final log read happens.
+        """
+        emulator.settings.result_write_delay = 1.5
+        result, done = run_sync(context, command="sleep 1; echo done", poll_interval=0.5)
+        assert result["result"] == "SUCCESS"
+        assert result["logs"] == "done\n"
+        assert lag(emulator, result["session_id"], done) < 1.5 + 0.5
+        # Polls every 0.5 s read the log of the running job; none after the event but the final read.
+        reads = [r.at for r in emulator.requests if r.route == "logs"]
+        event_at = emulator.get_session(result["session_id"]).job_exited_at.timestamp()
+        after_event = [at for at in reads if at > event_at + 0.05]
+        assert len(after_event) == 1, (reads, event_at)
+
     def test_polling_alone_when_asked(self, emulator, context):
         emulator.set_baseline()
         result, _ = run_sync(context, poll_interval=1, use_event_stream=False)

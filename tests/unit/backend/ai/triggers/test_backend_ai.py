@@ -290,3 +290,21 @@ async def test_an_end_event_the_manager_has_not_recorded_yet_means_fast_reads(ho
         (event,) = await collect(BackendAISessionTrigger(**{**KWARGS, "end_deadline": None}))
     assert event.payload["status"] == "success"
     assert watch.timeouts == [5.0, 0.25, 0.375]  # not another whole poll interval after the event
+
+
+@pytest.mark.event_stream
+@time_machine.travel(NOW, tick=False)
+async def test_no_log_read_between_an_end_event_and_the_recorded_result(hook):
+    """After the end event the log waits for the task (a read then can meet the manager's 500 window)."""
+    running = SessionFacts(SID, "RUNNING")
+    hook.facts.side_effect = [running, running, running, SessionFacts(SID, "RUNNING", "SUCCESS")]
+    watch = FakeEventWatch(None, Wake.EVENT, None)
+    trigger = BackendAISessionTrigger(**{**KWARGS, "end_deadline": None, "stream_logs": True})
+    with (
+        with_events(watch),
+        mock.patch("airflow.providers.backend.ai.triggers.backend_ai.LOG_READ_EVERY", 1),  # a log per read
+        mock.patch.object(BackendAIHook, "a_get_session_logs", autospec=True, return_value="x\n") as logs,
+    ):
+        (event,) = await collect(trigger)
+    assert event.payload["status"] == "success"
+    assert logs.call_count == 2  # with the first two reads; none with the third, after the event

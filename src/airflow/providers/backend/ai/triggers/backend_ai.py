@@ -182,7 +182,7 @@ class BackendAISessionTrigger(BaseTrigger):
                         return self._ended(facts)
                     if wake is Wake.EVENT:
                         schedule.end_announced()
-                    if next(reads) % LOG_READ_EVERY == log_phase:
+                    if next(reads) % LOG_READ_EVERY == log_phase and not schedule.end_pending:
                         await self._stream_log(facts)
             stream = events.state if events else None
             delay = schedule.next_delay(stream)

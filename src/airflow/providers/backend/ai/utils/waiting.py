@@ -103,6 +103,16 @@ class WatchSchedule:
         if not self._end_announced:
             self._end_announced, self._reads = True, itertools.count()
 
+    @property
+    def end_pending(self) -> bool:
+        """
+        An event said the job ended: skip the log reads of a running job until a read confirms it.
+
+        The final log read follows at once; a read meanwhile may meet the manager's HTTP 500 window (the
+        kernel is gone, the session not yet TERMINATED), whose retries would hold up the wait by seconds.
+        """
+        return self._end_announced
+
     def read_failed(self, error: BackendAITransientError) -> None:
         """Tolerate failed reads for OUTAGE_POLL_INTERVALS poll intervals, then re-raise the last one."""
         now = time.time()
@@ -204,7 +214,7 @@ def _wait(
                     return facts
                 if wake is Wake.EVENT:
                     schedule.end_announced()
-                if on_read is not None:
+                if on_read is not None and not schedule.end_pending:
                     on_read(facts)
         stream = events.state if events else None
         delay = schedule.next_delay(stream)
