@@ -33,8 +33,14 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -126,6 +132,21 @@ class AirflowDeployment:
         files = sorted((self.home / "logs").glob(f"**/*{dag_id}*/**/*{task_id}*/**/*.log"))
         files += sorted((self.home / "logs").glob(f"{dag_id}/{task_id}/**/*.log"))  # Airflow 2 layout
         return "\n".join(f.read_text(errors="replace") for f in files)
+
+    def wait_until(
+        self, predicate: Callable[[], T], timeout: float, what: str, *, dag_id: str, task_id: str
+    ) -> T:
+        """Call ``predicate`` every 0.2 s until it returns something true; fail with the logs after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.2)
+        raise AssertionError(
+            f"{what} not reached in {timeout} s\n{self.log('scheduler')[-3000:]}\n"
+            f"{self.log('triggerer')[-3000:]}\n{self.task_logs(dag_id, task_id)[-3000:]}"
+        )
 
     def wait_for_dag(self, dag_id: str, timeout: float = 180) -> None:
         """Wait until the Dag processor has written ``dag_id`` to the metadata database."""

@@ -28,7 +28,6 @@ import os
 import signal
 import sqlite3
 import textwrap
-import time
 import uuid
 from pathlib import Path
 
@@ -66,19 +65,6 @@ DAG_FILE = textwrap.dedent(
         )
     '''
 )
-
-
-def wait_for(predicate, timeout: float, what: str, deployment: AirflowDeployment):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(
-        f"{what} not reached in {timeout} s\n{deployment.log('scheduler')[-3000:]}\n"
-        f"{deployment.task_logs(DAG_ID, 'train')[-3000:]}"
-    )
 
 
 def query(deployment: AirflowDeployment, sql: str, *args):
@@ -120,14 +106,15 @@ def test_killed_durable_task_reconnects_through_the_task_state_store(emulator, t
     try:
         deployment.wait_for_dag(DAG_ID)
         deployment.cli("dags", "trigger", DAG_ID)
-        session = wait_for(
+        session = deployment.wait_until(
             lambda: next((s for s in emu.sessions() if s.status == "RUNNING" and "started" in s.logs), None),
             120,
             "the job running",
-            deployment,
+            dag_id=DAG_ID,
+            task_id="train",
         )
         assert session.name == SESSION_NAME
-        stored = wait_for(
+        stored = deployment.wait_until(
             lambda: query(
                 deployment,
                 "SELECT value FROM task_state_store WHERE dag_id = ? AND task_id = 'train' AND key = ?",
@@ -136,7 +123,8 @@ def test_killed_durable_task_reconnects_through_the_task_state_store(emulator, t
             ),
             30,
             "the session id in the task state store",
-            deployment,
+            dag_id=DAG_ID,
+            task_id="train",
         )
         assert json.loads(stored[0][0]) == {"session_id": str(session.id), "try_number": 1}
 
@@ -144,10 +132,22 @@ def test_killed_durable_task_reconnects_through_the_task_state_store(emulator, t
             deployment, "SELECT id, try_number FROM task_instance WHERE dag_id = ?", DAG_ID
         )
         assert try_number == 1
-        pid = wait_for(lambda: task_process(str(uuid.UUID(ti_id))), 30, "the task process", deployment)
+        pid = deployment.wait_until(
+            lambda: task_process(str(uuid.UUID(ti_id))),
+            30,
+            "the task process",
+            dag_id=DAG_ID,
+            task_id="train",
+        )
         os.kill(pid, signal.SIGKILL)  # no finally, no on_kill: the session keeps running
 
-        wait_for(lambda: deployment.task_states(DAG_ID).get("train") == "success", 120, "success", deployment)
+        deployment.wait_until(
+            lambda: deployment.task_states(DAG_ID).get("train") == "success",
+            120,
+            "success",
+            dag_id=DAG_ID,
+            task_id="train",
+        )
         ((try_number,),) = query(deployment, "SELECT try_number FROM task_instance WHERE dag_id = ?", DAG_ID)
         assert try_number == 2  # Airflow retried the killed try
         assert emu.request_count(route="create") == 1  # the paid job ran once

@@ -32,7 +32,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.request
 
 import pytest
@@ -60,19 +59,6 @@ DAG_FILE = textwrap.dedent(
         )
     '''
 )
-
-
-def wait_for(predicate, timeout: float, what: str, deployment: AirflowDeployment):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(
-        f"{what} not reached in {timeout} s\n{deployment.log('scheduler')[-3000:]}\n"
-        f"{deployment.log('triggerer')[-3000:]}"
-    )
 
 
 def mark_failed(deployment: AirflowDeployment, run_id: str) -> None:
@@ -119,29 +105,41 @@ def test_marking_a_deferred_task_failed_destroys_its_session(emulator, tmp_path)
     try:
         deployment.wait_for_dag(DAG_ID)
         deployment.cli("dags", "trigger", DAG_ID)
-        wait_for(
-            lambda: deployment.task_states(DAG_ID).get("train") == "deferred", 120, "deferred", deployment
+        deployment.wait_until(
+            lambda: deployment.task_states(DAG_ID).get("train") == "deferred",
+            120,
+            "deferred",
+            dag_id=DAG_ID,
+            task_id="train",
         )
-        session = wait_for(
+        session = deployment.wait_until(
             lambda: next((s for s in emu.sessions() if s.status == "RUNNING" and "started" in s.logs), None),
             60,
             "the job running",
-            deployment,
+            dag_id=DAG_ID,
+            task_id="train",
         )
         # The worker read the status once before deferring; a second read comes from the triggerer. Marking
         # the task failed before the triggerer picked the trigger up would leave nobody to call on_kill or
         # cleanup: a gap in Airflow that no provider can close (see the report).
-        wait_for(lambda: emu.request_count(route="gql") >= 2, 60, "the trigger watching", deployment)
+        deployment.wait_until(
+            lambda: emu.request_count(route="gql") >= 2,
+            60,
+            "the trigger watching",
+            dag_id=DAG_ID,
+            task_id="train",
+        )
         with sqlite3.connect(deployment.home / "airflow.db", timeout=5) as db:
             (run_id,) = db.execute("SELECT run_id FROM dag_run WHERE dag_id = ?", (DAG_ID,)).fetchone()
 
         mark_failed(deployment, run_id)
 
-        ended = wait_for(
+        ended = deployment.wait_until(
             lambda: (s := emu.get_session(session.id)) and s.status == "TERMINATED" and s,
             60,
             "the session destroyed",
-            deployment,
+            dag_id=DAG_ID,
+            task_id="train",
         )
         assert ended.status_info == "user-requested"
         assert deployment.task_states(DAG_ID).get("train") == "failed"
