@@ -16,6 +16,7 @@
 # under the License.
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 from unittest import mock
 
@@ -25,6 +26,7 @@ from airflow.triggers.base import TriggerEvent
 
 from airflow.providers.backend.ai.exceptions import BackendAIAuthError, BackendAITransientError
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
+from airflow.providers.backend.ai.triggers import backend_ai as backend_ai_triggers
 from airflow.providers.backend.ai.triggers.backend_ai import BackendAISessionTrigger
 from airflow.providers.backend.ai.utils.session_events import StreamState, Wake
 from airflow.providers.backend.ai.utils.session_state import SessionFacts
@@ -146,7 +148,8 @@ async def test_end_deadline(hook):
 )
 async def test_api_failure_becomes_an_error_event(hook, error):
     hook.facts.side_effect = error
-    (event,) = await collect(BackendAISessionTrigger(**KWARGS))
+    # A transient error is tolerated for two poll intervals (of real time: keep them short).
+    (event,) = await collect(BackendAISessionTrigger(**{**KWARGS, "poll_interval": 0.05}))
     assert event.payload["status"] == "error"
     assert event.payload["session_id"] == SID
     assert str(error) in event.payload["message"]
@@ -158,6 +161,96 @@ async def test_on_kill_destroys(hook):
     hook.destroy.assert_called_once_with(mock.ANY, SID)
     await BackendAISessionTrigger(**{**KWARGS, "destroy_on_kill": False}).on_kill()
     assert hook.destroy.call_count == 1
+
+
+def fake_comms(states, pushed=SID, answer=None):
+    """The triggerer's supervisor channel: answers the task-state and XCom requests of ``on_kill``."""
+    from airflow.sdk.execution_time.comms import GetTaskStates, TaskStatesResult, XComResult
+
+    async def asend(request):
+        if answer is not None:
+            await answer.wait()  # the supervisor answers after a few of its loops
+        if isinstance(states, Exception):
+            raise states
+        if isinstance(request, GetTaskStates):
+            return TaskStatesResult(task_states=states)
+        return XComResult(key=request.key, value=pushed)
+
+    return mock.Mock(asend=mock.AsyncMock(side_effect=asend))
+
+
+def killed_trigger():
+    trigger = BackendAISessionTrigger(**KWARGS)
+    trigger.task_instance = mock.Mock(dag_id="dag", task_id="job", run_id="run-1", map_index=-1, task=None)
+    return trigger
+
+
+@pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="on_kill runs on Airflow 3.3+ only")
+@pytest.mark.parametrize(
+    ("states", "pushed", "destroyed"),
+    [
+        ({"run-1": {"job": "deferred"}}, SID, False),  # a stalled triggerer's trigger moved on: keep the job
+        ({"run-1": {"job": "deferred"}}, "0c9e-next-try", True),  # cleared, and the next try deferred already
+        ({"run-1": {"job": "deferred"}}, None, True),  # cleared (XCom gone)
+        ({"run-1": {"job": "failed"}}, SID, True),  # marked failed
+        ({"run-1": {"job": None}}, None, True),  # cleared
+        ({"run-1": {"job_3": "deferred"}}, SID, True),  # another map index's state says nothing of this one
+        (RuntimeError("no supervisor"), SID, True),  # unknown: the user's action wins
+    ],
+)
+async def test_on_kill_keeps_only_the_job_its_deferred_task_still_watches(hook, states, pushed, destroyed):
+    from airflow.sdk.execution_time.comms import GetTaskStates, GetXCom
+
+    comms = fake_comms(states, pushed)
+    with mock.patch("airflow.sdk.execution_time.task_runner.SUPERVISOR_COMMS", comms, create=True):
+        await killed_trigger().on_kill()
+    assert hook.destroy.called is destroyed
+    requests = [c.args[0] for c in comms.asend.await_args_list]
+    assert requests[0] == GetTaskStates(dag_id="dag", task_ids=["job"], run_ids=["run-1"], map_index=-1)
+    if not isinstance(states, Exception):
+        assert requests[1] == GetXCom(
+            key="session_id", dag_id="dag", task_id="job", run_id="run-1", map_index=-1
+        )
+
+
+@pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="on_kill runs on Airflow 3.3+ only")
+async def test_on_kill_destroys_when_the_supervisor_does_not_answer_in_time(hook):
+    comms = fake_comms({"run-1": {"job": "deferred"}}, answer=asyncio.Event())  # never set
+    with (
+        mock.patch("airflow.sdk.execution_time.task_runner.SUPERVISOR_COMMS", comms, create=True),
+        mock.patch("airflow.providers.backend.ai.triggers.backend_ai.TASK_STATE_TIMEOUT", 0.05),
+    ):
+        await killed_trigger().on_kill()
+    assert hook.destroy.call_count == 1
+
+
+@pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="on_kill runs on Airflow 3.3+ only")
+async def test_on_kill_finishes_when_the_triggerer_cancels_it_again(hook):
+    """The triggerer cancels the trigger's task at every sync while it runs: the reads and destroy go on."""
+    answer = asyncio.Event()
+    comms = fake_comms({"run-1": {"job": "failed"}}, answer=answer)
+    with mock.patch("airflow.sdk.execution_time.task_runner.SUPERVISOR_COMMS", comms, create=True):
+        on_kill = asyncio.ensure_future(killed_trigger().on_kill())
+        for _ in range(100):  # let the event loop run on_kill up to its first request
+            if comms.asend.await_count:
+                break
+            await _one_loop_turn()
+        assert comms.asend.await_count == 1
+        on_kill.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await on_kill
+        assert not hook.destroy.called
+        answer.set()
+        (kill,) = backend_ai_triggers._KILLS
+        await asyncio.wait_for(kill, 5)
+    assert hook.destroy.call_count == 1
+
+
+async def _one_loop_turn():
+    """Let the other tasks run once (``asyncio.sleep`` is patched in these tests)."""
+    turned = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(turned.set_result, None)
+    await turned
 
 
 async def test_on_kill_never_raises(hook):

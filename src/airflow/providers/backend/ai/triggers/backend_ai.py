@@ -53,6 +53,10 @@ if TYPE_CHECKING:
 #: and one manager, so streaming adds an eighth to the status reads' load. Each trigger reads at its own
 #: phase of that cycle, so that triggers started together do not all read their logs in the same round.
 LOG_READ_EVERY = 8
+#: How long ``on_kill`` waits for the task's state before it destroys the session anyway.
+TASK_STATE_TIMEOUT = 20.0
+#: The running ``on_kill`` work (the event loop keeps only weak references to tasks).
+_KILLS: set[asyncio.Future[None]] = set()
 
 _SDK_PACKAGE = "ai.backend.client.func"
 
@@ -220,9 +224,74 @@ class BackendAISessionTrigger(BaseTrigger):
             self.log.warning("Could not read the session log (%s); it is written when the task resumes", exc)
 
     async def on_kill(self) -> None:
-        """Airflow 3.3+: the user killed, cleared or marked the deferred task; destroy the session (idempotent)."""
-        if self.destroy_on_kill:
-            await self._destroy("the deferred task was killed or cleared")
+        """
+        Airflow 3.3+: the user killed, cleared or marked the deferred task; destroy the session (idempotent).
+
+        Airflow 3.3 also calls ``on_kill`` when a triggerer that stalled past its heartbeat comes back and
+        finds its triggers reassigned: the task is then still DEFERRED and another triggerer watches the job,
+        which must survive. So the job is kept only while the task is DEFERRED *and* its session id in XCom
+        is this session's (a cleared task's next try may be deferred already, with a session of its own);
+        anything else, or no answer within TASK_STATE_TIMEOUT seconds, counts as the user's action.
+
+        The triggerer cancels a trigger's task again at each sync with its supervisor while the task still
+        runs, which cancels ``on_kill`` too (measured: the reads take 1-8 s there). The reads and the
+        destroy therefore run in a task of their own that such a cancel does not reach.
+        """
+        if not self.destroy_on_kill:
+            return
+        kill = asyncio.ensure_future(self._kill())
+        _KILLS.add(kill)
+        kill.add_done_callback(_KILLS.discard)
+        await asyncio.shield(kill)
+
+    async def _kill(self) -> None:
+        if await self._task_still_watches_this_session():
+            self.log.info(
+                "The task is still deferred on session %s (its trigger moved to another triggerer): keeping it",
+                self.session_id,
+            )
+            return
+        await self._destroy("the deferred task was killed or cleared")
+
+    async def _task_still_watches_this_session(self) -> bool:
+        """
+        Ask the triggerer's supervisor (on this loop) for the task's state and its ``session_id`` XCom.
+
+        The requests go through the runner's async channel (``asend``): a sync SDK call from another thread
+        did not complete there in time on a LocalExecutor deployment.
+        """
+        ti = self.task_instance
+        if ti is None or not AIRFLOW_V_3_0_PLUS:
+            return False
+        try:
+            from airflow.sdk.execution_time import task_runner
+            from airflow.sdk.execution_time.comms import GetTaskStates, GetXCom
+            from airflow.sdk.execution_time.xcom import resolve_xcom_backend
+
+            comms = task_runner.SUPERVISOR_COMMS
+            dag_id, task_id, run_id, map_index = ti.dag_id, ti.task_id, ti.run_id, ti.map_index
+
+            async def ask() -> tuple[Any, Any]:
+                states = await comms.asend(
+                    GetTaskStates(dag_id=dag_id, task_ids=[task_id], run_ids=[run_id], map_index=map_index)
+                )
+                pushed = await comms.asend(
+                    GetXCom(
+                        key="session_id", dag_id=dag_id, task_id=task_id, run_id=run_id, map_index=map_index
+                    )
+                )
+                return states, pushed
+
+            states, pushed = await asyncio.wait_for(ask(), TASK_STATE_TIMEOUT)
+            pushed_id = None if pushed.value is None else resolve_xcom_backend().deserialize_value(pushed)
+        except Exception as exc:
+            self.log.warning(
+                "Could not read the state of the deferred task (%s): destroying its session", exc
+            )
+            return False
+        key = ti.task_id if ti.map_index is None or ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"
+        state = states.task_states.get(ti.run_id, {}).get(key)
+        return state is not None and str(state) == "deferred" and pushed_id == self.session_id
 
     async def cleanup(self) -> None:
         """
