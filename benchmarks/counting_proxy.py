@@ -37,12 +37,13 @@ import json
 import os
 import re
 import resource
-import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from benchmarks.child_process import JsonLineChild
 
 _HOP_BY_HOP = {"content-length", "transfer-encoding", "content-encoding", "connection", "keep-alive"}
 
@@ -241,70 +242,20 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-class ProxyProcess:
+class ProxyProcess(JsonLineChild):
     """Parent side: ``with ProxyProcess(upstream) as proxy: port = proxy.listen("label")``."""
 
     def __init__(self, upstream: str) -> None:
-        from benchmarks.common import REPO_ROOT
-
+        super().__init__("benchmarks.counting_proxy", upstream, what="counting proxy", stop_timeout=15)
         self.upstream = upstream
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.counting_proxy", upstream],
-            cwd=str(REPO_ROOT),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            bufsize=1,
-        )
-        self._lock = threading.Lock()
-        self.pid = self._read()["pid"]
-
-    def _read(self) -> dict[str, Any]:
-        assert self._proc.stdout is not None
-        line = self._proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the counting proxy exited (status {self._proc.poll()})")
-        return json.loads(line)
-
-    def _call(self, cmd: str, **args: Any) -> Any:
-        with self._lock:
-            assert self._proc.stdin is not None
-            self._proc.stdin.write(json.dumps({"cmd": cmd, **args}) + "\n")
-            self._proc.stdin.flush()
-            return self._read()["reply"]
 
     def listen(self, label: str) -> str:
         """The endpoint (``http://127.0.0.1:PORT``) that forwards to the upstream and counts as ``label``."""
-        return f"http://127.0.0.1:{self._call('listen', label=label)}"
+        return f"http://127.0.0.1:{self.call('listen', label=label)}"
 
     def stats(self, since: float = 0.0, until: float | None = None) -> dict[str, dict[str, Any]]:
         """Per label: requests in ``[since, until)`` per route, errors, and event streams (open, peak, opened)."""
-        return self._call("stats", since=since, until=until)
-
-    def stop(self) -> None:
-        if self._proc.poll() is None:
-            try:
-                assert self._proc.stdin is not None
-                self._proc.stdin.write(json.dumps({"cmd": "stop"}) + "\n")
-                self._proc.stdin.flush()
-                self._proc.wait(timeout=15)
-            except Exception:
-                self._proc.terminate()
-                try:
-                    self._proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self._proc.kill()
-                    self._proc.wait()
-        for stream in (self._proc.stdin, self._proc.stdout):
-            if stream is not None:
-                stream.close()
-
-    def __enter__(self) -> ProxyProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self.call("stats", since=since, until=until)
 
 
 if __name__ == "__main__":

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import threading
 from dataclasses import dataclass
 from typing import Any
 
+from benchmarks.child_process import JsonLineChild
 from benchmarks.common import EMULATOR_DIR, REPO_ROOT
 
 
@@ -72,7 +70,7 @@ class Request:
     duration: float
 
 
-class EmulatorProcess:
+class EmulatorProcess(JsonLineChild):
     """The emulator running in a child process; a context manager."""
 
     def __init__(self) -> None:
@@ -80,38 +78,12 @@ class EmulatorProcess:
         env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(REPO_ROOT), str(EMULATOR_DIR), env.get("PYTHONPATH")])
         )
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.emulator_server"],
-            cwd=str(REPO_ROOT),
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            bufsize=1,
-        )
-        self._lock = threading.Lock()
-        hello = self._read()
-        self.endpoint: str = hello["endpoint"]
-        self.access_key: str = hello["access_key"]
-        self.secret_key: str = hello["secret_key"]
-        self.other_access_key: str = hello["other_access_key"]
-        self.other_secret_key: str = hello["other_secret_key"]
-        self.pid: int = hello["pid"]
-
-    def _read(self) -> dict[str, Any]:
-        assert self._proc.stdout is not None
-        line = self._proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the emulator process exited (status {self._proc.poll()})")
-        return json.loads(line)
-
-    def call(self, cmd: str, **args: Any) -> Any:
-        with self._lock:
-            assert self._proc.stdin is not None
-            self._proc.stdin.write(json.dumps({"cmd": cmd, **args}) + "\n")
-            self._proc.stdin.flush()
-            return self._read()["reply"]
+        super().__init__("benchmarks.emulator_server", what="emulator process", stop_timeout=30, env=env)
+        self.endpoint: str = self.hello["endpoint"]
+        self.access_key: str = self.hello["access_key"]
+        self.secret_key: str = self.hello["secret_key"]
+        self.other_access_key: str = self.hello["other_access_key"]
+        self.other_secret_key: str = self.hello["other_secret_key"]
 
     def settings(self, **values: Any) -> None:
         self.call("settings", values=values)
@@ -165,25 +137,3 @@ class EmulatorProcess:
                 "password": self.other_secret_key if other else self.secret_key,
             }
         )
-
-    def stop(self) -> None:
-        if self._proc.poll() is None:
-            try:
-                self.call("stop")
-                self._proc.wait(timeout=30)
-            except Exception:
-                self._proc.terminate()
-                try:
-                    self._proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self._proc.kill()
-                    self._proc.wait()
-        for stream in (self._proc.stdin, self._proc.stdout):
-            if stream is not None:
-                stream.close()
-
-    def __enter__(self) -> EmulatorProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
