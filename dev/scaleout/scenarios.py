@@ -231,6 +231,15 @@ def sessions_per_task(run_sessions: dict[str, list[dict]], task_ids: list[str]) 
     return {tid: len(run_sessions.get(tid, [])) for tid in task_ids}
 
 
+def expect_one_session_per_task(by_task: dict[str, list[dict]], task_ids: list[str], result: Result) -> None:
+    """Note the sessions per task (``40x1``) and a problem unless every task made exactly one."""
+    per_task = sessions_per_task(by_task, task_ids)
+    counts = collections.Counter(per_task.values())
+    result.sessions_per_task = " ".join(f"{n}x{k}" for k, n in sorted(counts.items()))
+    if set(per_task.values()) != {1}:
+        result.problems.append(f"a job was created more than once (or never): {per_task}")
+
+
 def run_hash(run_id: str) -> str:
     import hashlib
 
@@ -459,11 +468,7 @@ def scenario_fanout(result: Result) -> None:
     task_ids = [f"sync_{i:02d}" for i in range(20)] + [f"deferred_{i:02d}" for i in range(20)]
     rows = wait_run(dag_id, run_id, timeout=300)
     check_logs_and_xcom(dag_id, run_id, task_ids, result.problems)
-    per_task = sessions_per_task(sessions_by_task(dag_id, run_id, task_ids), task_ids)
-    counts = collections.Counter(per_task.values())
-    result.sessions_per_task = " ".join(f"{n}x{k}" for k, n in sorted(counts.items()))
-    if set(per_task.values()) != {1}:
-        result.problems.append(f"sessions per task not all 1: {per_task}")
+    expect_one_session_per_task(sessions_by_task(dag_id, run_id, task_ids), task_ids, result)
     finish(result, dag_id, run_id, task_ids, rows, started)
 
 
@@ -586,11 +591,7 @@ def scenario_kill_triggerer(result: Result) -> None:
     result.kills = f"{victim} (SIGKILL group, held {held}/{len(task_ids)})"
     rows = wait_run(dag_id, run_id, timeout=300)
     check_logs_and_xcom(dag_id, run_id, task_ids, result.problems)
-    per_task = sessions_per_task(sessions_by_task(dag_id, run_id, task_ids), task_ids)
-    counts = collections.Counter(per_task.values())
-    result.sessions_per_task = " ".join(f"{n}x{k}" for k, n in sorted(counts.items()))
-    if set(per_task.values()) != {1}:
-        result.problems.append(f"a job was created more than once (or never): {per_task}")
+    expect_one_session_per_task(sessions_by_task(dag_id, run_id, task_ids), task_ids, result)
     finish(result, dag_id, run_id, task_ids, rows, started)
 
 
@@ -629,11 +630,7 @@ def scenario_pause_triggerer(result: Result) -> None:
     rows = wait_run(dag_id, run_id, timeout=300)
     check_logs_and_xcom(dag_id, run_id, task_ids, result.problems)
     by_task = sessions_by_task(dag_id, run_id, task_ids)
-    per_task = sessions_per_task(by_task, task_ids)
-    counts = collections.Counter(per_task.values())
-    result.sessions_per_task = " ".join(f"{n}x{k}" for k, n in sorted(counts.items()))
-    if set(per_task.values()) != {1}:
-        result.problems.append(f"a job was created more than once (or never): {per_task}")
+    expect_one_session_per_task(by_task, task_ids, result)
     killed = sorted(t for t, ss in by_task.items() if any(x["status_info"] in DESTROYED_INFO for x in ss))
     if killed:
         result.problems.append(
@@ -837,11 +834,7 @@ def scenario_restart_scheduler(result: Result) -> None:
 
     rows = wait_run(dag_id, run_id, timeout=300)
     check_logs_and_xcom(dag_id, run_id, task_ids, result.problems)
-    per_task = sessions_per_task(sessions_by_task(dag_id, run_id, task_ids), task_ids)
-    counts = collections.Counter(per_task.values())
-    result.sessions_per_task = " ".join(f"{n}x{k}" for k, n in sorted(counts.items()))
-    if set(per_task.values()) != {1}:
-        result.problems.append(f"a job was created more than once (or never): {per_task}")
+    expect_one_session_per_task(sessions_by_task(dag_id, run_id, task_ids), task_ids, result)
     with db() as conn, conn.cursor() as cur:
         cur.execute("SELECT state FROM dag_run WHERE dag_id=%s AND run_id=%s", (dag_id, run_id))
         run_state = cur.fetchone()[0]
