@@ -1038,6 +1038,18 @@ def _say(message: str) -> None:
     print(f"[floor] {message}", file=sys.stderr, flush=True)
 
 
+def _lag_cells(results: list[JobResult], lags: list[float]) -> list[str]:
+    """The table cells shared by the lag rows: manager had the result, event at a client, lag p50/p95/max."""
+    knew, seen = _knew(results), _seen(results)
+    return [
+        f"{sec(percentile(knew, 50))} / {sec(percentile(knew, 95))}",
+        f"{sec(percentile(seen, 50))} / {sec(percentile(seen, 95))}",
+        sec(percentile(lags, 50)),
+        sec(percentile(lags, 95)),
+        sec(max(lags) if lags else math.nan),
+    ]
+
+
 def _lags(results: list[JobResult]) -> list[float]:
     return [r.lag for r in results if r.lag is not None and r.error is None]
 
@@ -1162,7 +1174,6 @@ def report(
         for mode in modes:
             rows = [r for r in lag_results if r.path == path and r.mode == mode]
             lags = _lags(rows)
-            knew = _knew(rows)
             returns = [r.returned - r.job_end for r in rows if r.returned and r.job_end and not r.error]
             errors = [r.error for r in rows if r.error]
             section.table_rows.append(
@@ -1170,11 +1181,7 @@ def report(
                     path,
                     mode_label(mode),
                     f"{len(lags)}/{len(rows)}",
-                    f"{sec(percentile(knew, 50))} / {sec(percentile(knew, 95))}",
-                    f"{sec(percentile(_seen(rows), 50))} / {sec(percentile(_seen(rows), 95))}",
-                    sec(percentile(lags, 50)),
-                    sec(percentile(lags, 95)),
-                    sec(max(lags) if lags else math.nan),
+                    *_lag_cells(rows, lags),
                     sec(percentile(returns, 50)),
                     str(len(errors)),
                 ]
@@ -1271,16 +1278,11 @@ def report(
         ending = sr.ending_stats.get("requests", 0) / ending_seconds if sr.ending_stats else math.nan
         n = max(len(sr.results), 1)
         errors = [r.error for r in sr.results if r.error] + ([sr.error] if sr.error else [])
-        knew = _knew(sr.results)
         rows_out.append(
             [
                 mode_label(sr.mode),
                 f"{len(lags)}/{len(sr.results) or sizes.scale}",
-                f"{sec(percentile(knew, 50))} / {sec(percentile(knew, 95))}",
-                f"{sec(percentile(_seen(sr.results), 50))} / {sec(percentile(_seen(sr.results), 95))}",
-                sec(percentile(lags, 50)),
-                sec(percentile(lags, 95)),
-                sec(max(lags) if lags else math.nan),
+                *_lag_cells(sr.results, lags),
                 f"{total:.1f} ({total / n:.3f})",
                 f"{ending:.1f} ({ending / n:.3f})",
                 str(st.get("peak_streams", "n/a")),
