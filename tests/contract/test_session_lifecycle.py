@@ -59,7 +59,18 @@ def test_successful_job_result_logs_and_termination(sdk: Session, contract_targe
     row = wait_for_result(sdk, contract_target, created.id)
     assert row["result"] == "SUCCESS"
     assert row["type"] == "BATCH"
-    assert "contract-ok" in ref.get_logs()["result"]["logs"]
+    try:
+        at_result: str | int = ref.get_logs()["result"]["logs"]
+    except BackendAPIError as exc:
+        at_result = exc.status
+    if isinstance(at_result, str) or contract_target.is_emulator:
+        assert isinstance(at_result, str)
+        assert "contract-ok" in at_result
+    else:
+        # A loaded real manager can record the result after the agent dropped the kernel; from then until
+        # TERMINATED it answers log reads with 500 (tests/real_cluster/test_job_end.py). The log after
+        # TERMINATED is checked below either way.
+        assert at_result == 500
 
     # The REST view disappears once TERMINATED; by UUID that is the object-not-found flavour.
     err = wait_gone(sdk, contract_target, ref)
