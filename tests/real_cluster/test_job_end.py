@@ -211,7 +211,8 @@ def test_log_reads_between_the_result_and_terminated_are_whole_or_fail(
     Every log read from the moment ``result`` flips until TERMINATED either returns the whole log or fails:
     once the agent has dropped the destroyed kernel (about one scheduler tick after the result) and until
     the manager marks the session TERMINATED and reads the stored log, the manager relays the agent's
-    ``KeyError`` as HTTP 500. Never a partial log. (Plain SDK calls: the hook would retry the 500s.)
+    ``KeyError`` as HTTP 500. Never a partial log. (Plain SDK calls: the hook would retry the 500s.) The read
+    right at the result is usually whole, but a loaded manager may already be in the 500 window then.
     """
     from ai.backend.client.exceptions import BackendAPIError
     from ai.backend.client.func.session import ComputeSession
@@ -236,11 +237,12 @@ def test_log_reads_between_the_result_and_terminated_are_whole_or_fail(
         flipped = time.monotonic()
         status = "RUNNING"
         while status != "TERMINATED" and time.monotonic() - flipped < 30:
+            # The status is read before the log: a read paired with TERMINATED certainly came after it.
+            status = api.Admin.query(query, {"id": created.session_id})["compute_session"]["status"]
             try:
                 outcome: str | int = ref.get_logs()["result"]["logs"]
             except BackendAPIError as exc:
                 outcome = exc.status
-            status = api.Admin.query(query, {"id": created.session_id})["compute_session"]["status"]
             reads.append((time.monotonic() - flipped, status, outcome))
             time.sleep(0.1)
     finally:
@@ -250,6 +252,5 @@ def test_log_reads_between_the_result_and_terminated_are_whole_or_fail(
         (round(at, 2), st, o if isinstance(o, int) else f"{len(o.splitlines())} lines") for at, st, o in reads
     ]
     assert status == "TERMINATED", summary
-    assert reads[0][2] == full, summary  # read at once: complete
     assert all(o == full or o == 500 for _, _, o in reads), summary
     assert all(o == full for _, st, o in reads if st == "TERMINATED"), summary
