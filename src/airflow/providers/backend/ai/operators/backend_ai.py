@@ -41,7 +41,11 @@ from airflow.providers.backend.ai.utils.batch_spec import BatchSessionSpec
 from airflow.providers.backend.ai.utils.log_follower import LogFollower, task_log_writer
 from airflow.providers.backend.ai.utils.outcome import finish_batch, should_destroy
 from airflow.providers.backend.ai.utils.session_state import TERMINAL_STATUSES, Verdict
-from airflow.providers.backend.ai.utils.trigger_events import facts_from_event, validate_trigger_event
+from airflow.providers.backend.ai.utils.trigger_events import (
+    SESSION_ID_XCOM_KEY,
+    facts_from_event,
+    validate_trigger_event,
+)
 from airflow.providers.backend.ai.utils.waiting import wait_for_session
 from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS
 
@@ -222,7 +226,7 @@ class _BackendAISessionOperator(BaseOperator):
             raise
         self.session_id = created.session_id
         self.log.info("Created Backend.AI batch session %s (%s)", created.session_id, created.name)
-        context["ti"].xcom_push(key="session_id", value=created.session_id)
+        context["ti"].xcom_push(key=SESSION_ID_XCOM_KEY, value=created.session_id)
         context["ti"].xcom_push(key="session_name", value=created.name)
         push_session_url(context["ti"], session_url(self.hook.settings.webui_url, created.session_id))
         return created.session_id
@@ -480,7 +484,7 @@ class BackendAIRunBatchOperator(ResumableJobMixin, _BackendAISessionOperator):
         """Take over a session an earlier try made: record it for teardown and publish it as a new one is."""
         self.session_id = session_id
         self._watched = (session_id, session_name)
-        context["ti"].xcom_push(key="session_id", value=session_id)
+        context["ti"].xcom_push(key=SESSION_ID_XCOM_KEY, value=session_id)
         context["ti"].xcom_push(key="session_name", value=session_name)
         push_session_url(context["ti"], session_url(self.hook.settings.webui_url, session_id))
 

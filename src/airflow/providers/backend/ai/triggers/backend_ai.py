@@ -35,7 +35,11 @@ from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
 from airflow.providers.backend.ai.utils.log_follower import LogFollower
 from airflow.providers.backend.ai.utils.session_events import StreamState, Wake, watch_session_events
 from airflow.providers.backend.ai.utils.session_state import SessionFacts, Verdict
-from airflow.providers.backend.ai.utils.trigger_events import error_payload, event_payload
+from airflow.providers.backend.ai.utils.trigger_events import (
+    SESSION_ID_XCOM_KEY,
+    error_payload,
+    event_payload,
+)
 from airflow.providers.backend.ai.utils.waiting import (
     FIRST_POLL_DELAY,
     STREAM_OPEN_WAIT,
@@ -277,7 +281,11 @@ class BackendAISessionTrigger(BaseTrigger):
                 )
                 pushed = await comms.asend(
                     GetXCom(
-                        key="session_id", dag_id=dag_id, task_id=task_id, run_id=run_id, map_index=map_index
+                        key=SESSION_ID_XCOM_KEY,
+                        dag_id=dag_id,
+                        task_id=task_id,
+                        run_id=run_id,
+                        map_index=map_index,
                     )
                 )
                 return states, pushed

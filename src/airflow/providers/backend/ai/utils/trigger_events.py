@@ -23,6 +23,9 @@ from typing import Any
 from airflow.providers.backend.ai.exceptions import BackendAIException
 from airflow.providers.backend.ai.utils.session_state import SessionFacts
 
+#: The XCom key under which a task records the session it created; the trigger's ``on_kill`` reads it back to
+#: tell whether the deferred task still watches that session.
+SESSION_ID_XCOM_KEY = "session_id"
 EVENT_KEYS = ("status", "session_id", "session_name", "session_status", "result", "status_info", "message")
 #: ``success``/``failed``: the job ended; ``timeout``: a deadline passed; ``error``: the API kept failing.
 EVENT_STATUSES = ("success", "failed", "error", "timeout")
