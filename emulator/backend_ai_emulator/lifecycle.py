@@ -86,6 +86,11 @@ async def _sleep(seconds: float) -> None:
         await asyncio.sleep(seconds)
 
 
+def _drop_kernel(rec: SessionRecord) -> None:
+    """The agent no longer knows the kernel: see ``logs_gap_while_terminating``."""
+    rec.kernel_gone = True
+
+
 def _sum_slots(slot_maps: Iterable[dict[str, Decimal]]) -> dict[str, Decimal]:
     total: dict[str, Decimal] = {}
     for slots in slot_maps:
@@ -369,10 +374,13 @@ class SessionEngine:
             r.result = result
             r.exit_code = outcome.exit_code
 
-        delay = self._settings.result_write_delay
+        delay, tick = self._settings.result_write_delay, self._settings.tick
         if delay > 0:  # the stream relays the agent's event before the manager's handler writes the result
             self._hub.emit(rec, event, reason, exit_code=outcome.exit_code)
-            await _sleep(delay)
+            if delay > tick:  # meanwhile the agent drops the kernel: the result comes inside the log gap
+                await _sleep(tick)
+                self._store.mutate(rec, _drop_kernel)
+            await _sleep(delay - tick if delay > tick else delay)
             await self._up()
             self._store.mutate(rec, _set_result)
         else:
@@ -384,7 +392,7 @@ class SessionEngine:
     async def _terminate_after_ticks(self, rec: SessionRecord, reason: str, exit_code: int | None) -> None:
         await _sleep(self._settings.tick)
         await self._up()
-        self._store.mutate(rec, lambda r: setattr(r, "kernel_gone", True))
+        self._store.mutate(rec, _drop_kernel)
         self._hub.emit(rec, "kernel_terminated", reason, kernel=True, exit_code=exit_code)
         await _sleep(self._settings.tick)
         await self._up()

@@ -140,7 +140,8 @@ class EmulatorSettings:
     #: Seconds from a job's ``session_success``/``session_failure`` reaching the event streams to the manager
     #: writing ``result`` and moving the session to TERMINATING. Two consumers of the agent's event do these
     #: on the manager, independently: ~30 ms apart when idle, up to seconds when it is loaded. 0 (default):
-    #: the result is written first, then the event is sent.
+    #: the result is written first, then the event is sent. The agent drops the kernel one ``tick`` after the
+    #: event either way, so a delay longer than a tick puts the result inside the log gap (below).
     result_write_delay: float = 0.0
     #: After ``kernel_terminated`` and until TERMINATED, ``GET /session/{id}/logs`` answers HTTP 500: the
     #: manager asks the agent, which has dropped the kernel (its ``KeyError`` is relayed), and reads the

@@ -519,6 +519,28 @@ def test_logs_gap_while_terminating(contract_target: ContractTarget, emulator: E
         assert ref.get_logs()["result"]["logs"] == "gap\n"
 
 
+def test_a_result_written_late_comes_inside_the_log_gap(
+    contract_target: ContractTarget, emulator: EmulatorHandle
+) -> None:
+    """The agent drops the kernel a tick after the job's end: a result written later meets the HTTP 500 gap."""
+    from ai.backend.client.exceptions import BackendAPIError
+
+    from .sdk import session_ref
+
+    emulator.settings.logs_gap_while_terminating = True
+    emulator.settings.tick = 0.5
+    emulator.settings.result_write_delay = 0.8
+    with open_session(contract_target.config()) as sdk:
+        created = create_batch(sdk, contract_target, "echo late")
+        emulator.wait_for_session(created.id, result="SUCCESS")
+        ref = session_ref(created.id)
+        with pytest.raises(BackendAPIError) as err:
+            ref.get_logs()
+        assert err.value.status == 500
+        emulator.wait_for_session(created.id, status="TERMINATED")
+        assert ref.get_logs()["result"]["logs"] == "late\n"
+
+
 def test_realistic_timing_turns_the_log_gap_on() -> None:
     settings = EmulatorSettings()
     assert not settings.logs_gap_while_terminating

@@ -62,6 +62,22 @@ def test_success_with_logs_and_xcom(emulator, context):
     assert emulator.request_count(route="logs") == 1  # without streaming: one log read per job
 
 
+def test_the_whole_log_when_the_result_comes_inside_the_log_gap(emulator, context):
+    """
+    A loaded manager can record the result after the agent dropped the kernel: log reads then answer HTTP
+    500 until TERMINATED, here for longer than the hook's retries last (1 s, 2 s). The log is read again
+    once the session has terminated, instead of being replaced by a note.
+    """
+    emulator.settings.logs_gap_while_terminating = True
+    emulator.settings.tick = 2.5  # the gap lasts from the result to TERMINATED: two ticks
+    emulator.settings.result_write_delay = 3.0
+    result = run_batch("echo first; echo second", log_streaming=False).execute(context)
+    assert result["result"] == "SUCCESS"
+    assert result["logs"] == "first\nsecond\n"
+    answers = [r.status for r in emulator.requests if r.route == "logs"]
+    assert answers == [500, 500, 500, 200], answers  # the hook's three attempts, then after TERMINATED
+
+
 def test_exit_code_fails_the_task_with_the_log_tail(emulator, context):
     with pytest.raises(BackendAIJobFailedError) as err:
         run_batch("echo preparing; echo 'Traceback: boom'; exit 3").execute(context)

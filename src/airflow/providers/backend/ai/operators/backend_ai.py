@@ -46,7 +46,7 @@ from airflow.providers.backend.ai.utils.trigger_events import (
     facts_from_event,
     validate_trigger_event,
 )
-from airflow.providers.backend.ai.utils.waiting import wait_for_session
+from airflow.providers.backend.ai.utils.waiting import read_final_log, wait_for_session
 from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS
 
 if TYPE_CHECKING:
@@ -654,7 +654,7 @@ class BackendAIRunBatchOperator(ResumableJobMixin, _BackendAISessionOperator):
         """
         try:
             try:
-                logs = self.hook.get_session_logs(facts.session_id)
+                logs = read_final_log(self.hook, facts.session_id, log=self.log)
             except BackendAIException as exc:
                 self.log.warning(
                     "Could not fetch the log of Backend.AI session %s: %s", facts.session_id, exc

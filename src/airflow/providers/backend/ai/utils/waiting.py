@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.backend.ai.exceptions import BackendAIStartupTimeoutError, BackendAITransientError
 from airflow.providers.backend.ai.utils.session_events import StreamState, Wake, watch_session_events_sync
-from airflow.providers.backend.ai.utils.session_state import SessionFacts, Verdict
+from airflow.providers.backend.ai.utils.session_state import TERMINAL_STATUSES, SessionFacts, Verdict
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -52,6 +52,10 @@ OUTAGE_POLL_INTERVALS = 2
 #: Longest wait for the event stream to open before the first read (a read after it opens sees any end
 #: that came before).
 STREAM_OPEN_WAIT = 2.0
+#: When the log of an ended job cannot be read yet (see ``read_final_log``): how long to wait for the session
+#: to terminate (the manager then serves the stored log), and how often to look.
+FINAL_LOG_WAIT = 60.0
+FINAL_LOG_CHECK = 1.0
 
 
 def poll_delays(poll_interval: float) -> list[float]:
@@ -232,6 +236,32 @@ def _wait(
             continue
         schedule.note_stream(stream, events.unavailable_reason)
         wake = events.wait(delay)
+
+
+def read_final_log(hook: BackendAIHook, session_id: str, *, log: TaskLog) -> str:
+    """
+    Read the whole log of a session whose job has ended.
+
+    The manager asks the agent for it until the agent drops the kernel (about a scheduler tick after the job
+    ends), answers HTTP 500 from then until the session is TERMINATED, and serves the stored log after that.
+    A loaded manager can record the result inside that gap, or hold the gap longer than the hook's retries:
+    so after a transient failure the log is read once more when the session has terminated.
+
+    :raises BackendAIException: the log could not be read even then.
+    """
+    try:
+        return hook.get_session_logs(session_id)
+    except BackendAITransientError as exc:
+        log.info(
+            "The log of session %s cannot be read until the session has terminated (%s); waiting up to %gs",
+            session_id,
+            exc,
+            FINAL_LOG_WAIT,
+        )
+    deadline = time.time() + FINAL_LOG_WAIT
+    while hook.get_session_facts(session_id).status not in TERMINAL_STATUSES and time.time() < deadline:
+        time.sleep(FINAL_LOG_CHECK)
+    return hook.get_session_logs(session_id)
 
 
 def _startup_timeout(

@@ -1,0 +1,88 @@
+# Licensed to the Apache Software Foundation (ASF) under one
+# or more contributor license agreements.  See the NOTICE file
+# distributed with this work for additional information
+# regarding copyright ownership.  The ASF licenses this file
+# to you under the Apache License, Version 2.0 (the
+# "License"); you may not use this file except in compliance
+# with the License.  You may obtain a copy of the License at
+#
+#   http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing,
+# software distributed under the License is distributed on an
+# "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY
+# KIND, either express or implied.  See the License for the
+# specific language governing permissions and limitations
+# under the License.
+"""The final log read of an ended job: the manager's HTTP 500 gap before TERMINATED is waited out."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import pytest
+import time_machine
+
+from airflow.providers.backend.ai.exceptions import BackendAIAuthError, BackendAITransientError
+from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
+from airflow.providers.backend.ai.utils.session_state import SessionFacts
+from airflow.providers.backend.ai.utils.waiting import FINAL_LOG_CHECK, FINAL_LOG_WAIT, read_final_log
+
+SID = "3f1c6a7e-2a63-4c56-9b8e-1d2f3a4b5c6d"
+TERMINATING = SessionFacts(SID, "TERMINATING", "SUCCESS", "task-finished")
+TERMINATED = SessionFacts(SID, "TERMINATED", "SUCCESS", "task-finished")
+GAP = BackendAITransientError("fetch the log of session", status=500)
+
+
+@pytest.fixture
+def hook():
+    with (
+        mock.patch.object(BackendAIHook, "get_session_logs", autospec=True) as logs,
+        mock.patch.object(BackendAIHook, "get_session_facts", autospec=True) as facts,
+    ):
+        yield mock.Mock(logs=logs, facts=facts)
+
+
+@pytest.fixture
+def sleeps():
+    """Frozen time: each sleep moves the clock on instead of waiting."""
+    with (
+        time_machine.travel("2026-01-01 00:00:00", tick=False) as traveller,
+        mock.patch(
+            "airflow.providers.backend.ai.utils.waiting.time.sleep", side_effect=traveller.shift
+        ) as sleep,
+    ):
+        yield sleep
+
+
+def test_a_readable_log_is_read_once(hook, sleeps):
+    hook.logs.return_value = "done\n"
+    assert read_final_log(BackendAIHook(), SID, log=mock.Mock()) == "done\n"
+    assert hook.logs.call_count == 1
+    hook.facts.assert_not_called()
+
+
+def test_the_gap_is_waited_out_until_terminated(hook, sleeps):
+    hook.logs.side_effect = [GAP, "done\n"]
+    hook.facts.side_effect = [TERMINATING, TERMINATING, TERMINATED]
+    log = mock.Mock()
+    assert read_final_log(BackendAIHook(), SID, log=log) == "done\n"
+    assert sleeps.call_args_list == [mock.call(FINAL_LOG_CHECK)] * 2
+    assert "cannot be read until the session has terminated" in log.info.call_args.args[0]
+
+
+def test_after_the_longest_wait_the_log_is_read_once_more_and_its_error_raised(hook, sleeps):
+    hook.logs.side_effect = [GAP, GAP]
+    hook.facts.return_value = TERMINATING
+    with pytest.raises(BackendAITransientError):
+        read_final_log(BackendAIHook(), SID, log=mock.Mock())
+    assert hook.logs.call_count == 2
+    assert sleeps.call_count == pytest.approx(FINAL_LOG_WAIT / FINAL_LOG_CHECK, abs=1)
+
+
+def test_a_permanent_error_is_raised_at_once(hook, sleeps):
+    hook.logs.side_effect = BackendAIAuthError("fetch the log of session", status=401)
+    with pytest.raises(BackendAIAuthError):
+        read_final_log(BackendAIHook(), SID, log=mock.Mock())
+    hook.facts.assert_not_called()
+    sleeps.assert_not_called()
