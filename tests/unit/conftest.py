@@ -22,6 +22,7 @@ import contextlib
 from unittest import mock
 
 import pytest
+import time_machine
 
 
 @pytest.fixture(autouse=True)
@@ -41,3 +42,15 @@ def _no_event_stream(request: pytest.FixtureRequest):
         ),
     ):
         yield
+
+
+@pytest.fixture
+def clock():
+    """Freeze time; every sleep of the worker's wait loops moves it forward instead of waiting."""
+    with (
+        time_machine.travel("2026-01-01 00:00:00", tick=False) as traveller,
+        mock.patch(
+            "airflow.providers.backend.ai.utils.waiting.time.sleep", side_effect=traveller.shift
+        ) as sleep,
+    ):
+        yield sleep

@@ -86,18 +86,6 @@ def hook():
         yield mock.Mock(get_conn=get_conn, create=create, facts=facts, logs=logs, destroy=destroy, find=find)
 
 
-@pytest.fixture
-def clock():
-    """Freeze time; every sleep of the wait loop moves it forward instead of waiting."""
-    with (
-        time_machine.travel("2026-01-01 00:00:00", tick=False) as traveller,
-        mock.patch(
-            "airflow.providers.backend.ai.utils.waiting.time.sleep", side_effect=traveller.shift
-        ) as sleep,
-    ):
-        yield sleep
-
-
 class TestValidation:
     @pytest.mark.parametrize(
         ("kwargs", "message"),

@@ -21,7 +21,6 @@ from __future__ import annotations
 from unittest import mock
 
 import pytest
-import time_machine
 
 from airflow.providers.backend.ai.exceptions import BackendAIAuthError, BackendAITransientError
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
@@ -43,46 +42,34 @@ def hook():
         yield mock.Mock(logs=logs, facts=facts)
 
 
-@pytest.fixture
-def sleeps():
-    """Frozen time: each sleep moves the clock on instead of waiting."""
-    with (
-        time_machine.travel("2026-01-01 00:00:00", tick=False) as traveller,
-        mock.patch(
-            "airflow.providers.backend.ai.utils.waiting.time.sleep", side_effect=traveller.shift
-        ) as sleep,
-    ):
-        yield sleep
-
-
-def test_a_readable_log_is_read_once(hook, sleeps):
+def test_a_readable_log_is_read_once(hook, clock):
     hook.logs.return_value = "done\n"
     assert read_final_log(BackendAIHook(), SID, log=mock.Mock()) == "done\n"
     assert hook.logs.call_count == 1
     hook.facts.assert_not_called()
 
 
-def test_the_gap_is_waited_out_until_terminated(hook, sleeps):
+def test_the_gap_is_waited_out_until_terminated(hook, clock):
     hook.logs.side_effect = [GAP, "done\n"]
     hook.facts.side_effect = [TERMINATING, TERMINATING, TERMINATED]
     log = mock.Mock()
     assert read_final_log(BackendAIHook(), SID, log=log) == "done\n"
-    assert sleeps.call_args_list == [mock.call(FINAL_LOG_CHECK)] * 2
+    assert clock.call_args_list == [mock.call(FINAL_LOG_CHECK)] * 2
     assert "cannot be read until the session has terminated" in log.info.call_args.args[0]
 
 
-def test_after_the_longest_wait_the_log_is_read_once_more_and_its_error_raised(hook, sleeps):
+def test_after_the_longest_wait_the_log_is_read_once_more_and_its_error_raised(hook, clock):
     hook.logs.side_effect = [GAP, GAP]
     hook.facts.return_value = TERMINATING
     with pytest.raises(BackendAITransientError):
         read_final_log(BackendAIHook(), SID, log=mock.Mock())
     assert hook.logs.call_count == 2
-    assert sleeps.call_count == pytest.approx(FINAL_LOG_WAIT / FINAL_LOG_CHECK, abs=1)
+    assert clock.call_count == pytest.approx(FINAL_LOG_WAIT / FINAL_LOG_CHECK, abs=1)
 
 
-def test_a_permanent_error_is_raised_at_once(hook, sleeps):
+def test_a_permanent_error_is_raised_at_once(hook, clock):
     hook.logs.side_effect = BackendAIAuthError("fetch the log of session", status=401)
     with pytest.raises(BackendAIAuthError):
         read_final_log(BackendAIHook(), SID, log=mock.Mock())
     hook.facts.assert_not_called()
-    sleeps.assert_not_called()
+    clock.assert_not_called()

@@ -16,6 +16,7 @@
 # under the License.
 """
 Watch a session until it has started, or until its job has ended: when to read its state, and the worker's loop.
+Then read the log of the ended job (``read_final_log``), which the manager cannot serve for a few seconds.
 
 With the event stream open (``utils.session_events``) a waiter reads the state when an event says the job
 ended, when the stream (re)opens, and otherwise once per ``poll_interval`` (a safety poll that bounds what a
