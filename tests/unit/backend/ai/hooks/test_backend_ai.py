@@ -32,48 +32,17 @@ from airflow.providers.backend.ai.exceptions import (
     BackendAINotFoundError,
     BackendAITransientError,
 )
-from airflow.providers.backend.ai.hooks.backend_ai import STATUS_QUERY, BackendAIHook, CreatedSession
+from airflow.providers.backend.ai.hooks.backend_ai import STATUS_QUERY, CreatedSession
 from airflow.providers.backend.ai.utils.batch_spec import BatchSessionSpec
 from airflow.providers.backend.ai.utils.session_state import SessionFacts
 
 SID = "3f1c6a7e-2a63-4c56-9b8e-1d2f3a4b5c6d"
-CONN = {"host": "http://127.0.0.1:8091", "login": "AKIAEXAMPLE", "password": "canary-secret-key"}
 AUTH_FAILED = {"type": "https://api.backend.ai/probs/auth-failed", "title": "Credential/signature mismatch."}
 SERVER_ERROR = {
     "type": "https://api.backend.ai/probs/internal-server-error",
     "title": "Internal server error",
 }
 NOT_FOUND = {"type": "https://api.backend.ai/probs/object-not-found", "title": "No such session."}
-
-
-@pytest.fixture
-def hook(make_connection) -> BackendAIHook:
-    return BackendAIHook(make_connection("bai", **CONN), retry_limit=3, retry_delay=0)
-
-
-@pytest.fixture
-def sync_session():
-    with mock.patch("ai.backend.client.session.Session", autospec=True) as cls:
-        yield cls
-
-
-async def _nothing() -> None:
-    return None
-
-
-@pytest.fixture
-def async_session():
-    """``AsyncSession.open``/``close`` are plain methods returning awaitables, so autospec makes them sync."""
-    with mock.patch("ai.backend.client.session.AsyncSession", autospec=True) as cls:
-        cls.return_value.open.side_effect = _nothing
-        cls.return_value.close.side_effect = _nothing
-        yield cls
-
-
-@pytest.fixture
-def admin():
-    with mock.patch("ai.backend.client.func.admin.Admin", autospec=True) as cls:
-        yield cls
 
 
 @pytest.fixture

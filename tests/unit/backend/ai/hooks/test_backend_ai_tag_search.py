@@ -32,37 +32,7 @@ from airflow.providers.backend.ai.hooks.backend_ai import (
 )
 from airflow.providers.backend.ai.utils.session_state import SessionFacts
 
-CONN = {"host": "http://127.0.0.1:8091", "login": "AKIAEXAMPLE", "password": "canary-secret-key"}
 LIVE = '(status != "TERMINATED") & (status != "CANCELLED")'
-
-
-@pytest.fixture
-def hook(make_connection) -> BackendAIHook:
-    return BackendAIHook(make_connection("bai", **CONN), retry_limit=3, retry_delay=0)
-
-
-@pytest.fixture
-def sync_session():
-    with mock.patch("ai.backend.client.session.Session", autospec=True) as cls:
-        yield cls
-
-
-async def _nothing() -> None:
-    return None
-
-
-@pytest.fixture
-def async_session():
-    with mock.patch("ai.backend.client.session.AsyncSession", autospec=True) as cls:
-        cls.return_value.open.side_effect = _nothing
-        cls.return_value.close.side_effect = _nothing
-        yield cls
-
-
-@pytest.fixture
-def admin():
-    with mock.patch("ai.backend.client.func.admin.Admin", autospec=True) as cls:
-        yield cls
 
 
 def item(n: int, tag: str | None, *, status: str = "RUNNING", result: str = "UNDEFINED", created: str = ""):
