@@ -61,136 +61,88 @@ def _durable_takes_session_name() -> bool:
 DURABLE_NAMED = _durable_takes_session_name()
 
 
-def job(task_id: str, seconds: int) -> str:
+#: Scenarios 2 and 5: a killed or interrupted try is retried once, soon.
+RETRY_ONCE = {"retries": 1, "retry_delay": timedelta(seconds=2)}
+
+
+def job(task_id: str, seconds: int | str) -> str:
     return f"echo JOB-OUTPUT {task_id}; sleep {seconds}; echo JOB-DONE {task_id}"
 
 
+def scaleout_dag(dag_id: str, **kwargs) -> DAG:
+    """A manually triggered Dag that runs all its tasks at once."""
+    return DAG(
+        dag_id=dag_id,
+        start_date=START,
+        schedule=None,
+        catchup=False,
+        max_active_tasks=64,
+        user_defined_macros=MACROS,
+        tags=["scaleout"],
+        **kwargs,
+    )
+
+
+def batch_task(task_id: str, seconds: int | str, **kwargs) -> BackendAIRunBatchOperator:
+    """A job of ``seconds``; a 3 s safety poll, and time for a real manager's ~10 s session start."""
+    return BackendAIRunBatchOperator(
+        task_id=task_id,
+        image=IMAGE,
+        command=job(task_id, seconds),
+        poll_interval=3,
+        startup_timeout=120,
+        **kwargs,
+    )
+
+
 # 1. Fan-out: 20 sync + 20 deferrable tasks, 10 s jobs.
-with DAG(
-    dag_id="scaleout_fanout",
-    start_date=START,
-    schedule=None,
-    catchup=False,
-    max_active_tasks=64,
-    user_defined_macros=MACROS,
-    tags=["scaleout"],
-):
+with scaleout_dag("scaleout_fanout"):
     for i in range(40):
         deferrable = i >= 20
         task_id = f"{'deferred' if deferrable else 'sync'}_{i % 20:02d}"
-        BackendAIRunBatchOperator(
-            task_id=task_id,
-            image=IMAGE,
-            command=job(task_id, 10),
-            session_name=SESSION_NAME,
-            deferrable=deferrable,
-            poll_interval=3,
-            startup_timeout=120,
-        )
+        batch_task(task_id, 10, session_name=SESSION_NAME, deferrable=deferrable)
 
 # 2. A worker is killed while it runs sync tasks: half durable (the retry adopts the dead try's job), half
 #    with the default behaviour (the retry destroys the dead try's session and starts anew).
-with DAG(
-    dag_id="scaleout_kill_worker",
-    start_date=START,
-    schedule=None,
-    catchup=False,
-    max_active_tasks=64,
-    user_defined_macros=MACROS,
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=2)},
-    tags=["scaleout"],
-):
+with scaleout_dag("scaleout_kill_worker", default_args=RETRY_ONCE):
     for i in range(4):
         durable = HAS_DURABLE and i % 2 == 0
         task_id = f"{'durable' if durable else 'plain'}_{i:02d}"
         extra: dict = {"session_name": SESSION_NAME}
         if durable:
             extra = {"durable": True, **(extra if DURABLE_NAMED else {})}
-        BackendAIRunBatchOperator(
-            task_id=task_id,
-            image=IMAGE,
-            command=job(task_id, 45),
-            poll_interval=3,
-            startup_timeout=120,
-            **extra,
-        )
+        batch_task(task_id, 45, **extra)
 
 # 3. A triggerer is killed while it holds deferred tasks.
-with DAG(
-    dag_id="scaleout_kill_triggerer",
-    start_date=START,
-    schedule=None,
-    catchup=False,
-    max_active_tasks=64,
-    user_defined_macros=MACROS,
-    tags=["scaleout"],
-):
+with scaleout_dag("scaleout_kill_triggerer"):
     for i in range(12):
-        task_id = f"deferred_{i:02d}"
-        BackendAIRunBatchOperator(
-            task_id=task_id,
-            image=IMAGE,
-            command=job(task_id, 40),
-            session_name=SESSION_NAME,
-            deferrable=True,
-            poll_interval=3,
-            startup_timeout=120,
-        )
+        batch_task(f"deferred_{i:02d}", 40, session_name=SESSION_NAME, deferrable=True)
 
 # 4. Clear and mark-failed through the REST API while the jobs run (sync) or are watched (deferred). The
 #    first try's job is long, so only a destroy can end it in time; a cleared task's rerun (try 2) is short.
-with DAG(
-    dag_id="scaleout_clear_fail",
-    start_date=START,
-    schedule=None,
-    catchup=False,
-    max_active_tasks=64,
-    user_defined_macros=MACROS,
-    tags=["scaleout"],
-):
+with scaleout_dag("scaleout_clear_fail"):
     for deferrable in (False, True):
         for i, action in enumerate(("clear", "clear", "fail", "fail")):
             task_id = f"{'deferred' if deferrable else 'sync'}_{action}_{i:02d}"
-            BackendAIRunBatchOperator(
-                task_id=task_id,
-                image=IMAGE,
-                command=f"echo JOB-OUTPUT {task_id}; sleep {{{{ 600 if ti.try_number == 1 else 5 }}}}; "
-                f"echo JOB-DONE {task_id}",
-                session_name=SESSION_NAME,
-                deferrable=deferrable,
-                poll_interval=3,
-                startup_timeout=120,
-            )
+            seconds = "{{ 600 if ti.try_number == 1 else 5 }}"
+            batch_task(task_id, seconds, session_name=SESSION_NAME, deferrable=deferrable)
 
 # 5. The scheduler is restarted while a run's first wave runs (sync) and is deferred; the second wave
 #    needs the restarted scheduler to be scheduled at all.
-with DAG(
-    dag_id="scaleout_restart_scheduler",
-    start_date=START,
-    schedule=None,
-    catchup=False,
-    max_active_tasks=64,
-    user_defined_macros=MACROS,
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=2)},
-    tags=["scaleout"],
-):
+with scaleout_dag("scaleout_restart_scheduler", default_args=RETRY_ONCE):
     waves = []
     for wave, (size, seconds) in enumerate(((6, 30), (2, 10)), start=1):
-        tasks = []
-        for deferrable in (False, True):
-            for i in range(size):
-                task_id = f"w{wave}_{'deferred' if deferrable else 'sync'}_{i:02d}"
-                tasks.append(
-                    BackendAIRunBatchOperator(
-                        task_id=task_id,
-                        image=IMAGE,
-                        command=job(task_id, seconds),
-                        session_name=SESSION_NAME,
-                        deferrable=deferrable,
-                        poll_interval=3,
-                        startup_timeout=120,
-                    )
+        waves.append(
+            [
+                batch_task(
+                    f"w{wave}_{'deferred' if deferrable else 'sync'}_{i:02d}",
+                    seconds,
+                    session_name=SESSION_NAME,
+                    deferrable=deferrable,
                 )
-        waves.append(tasks)
+                for deferrable in (False, True)
+                for i in range(size)
+            ]
+        )
     for upstream in waves[0]:
         upstream >> waves[1]
