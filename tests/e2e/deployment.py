@@ -33,7 +33,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS
 
@@ -57,6 +57,28 @@ class AirflowDeployment:
     dags_folder: Path
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @classmethod
+    def for_emulator(
+        cls, emulator: Any, tmp_path: Path, dag_files: dict[str, str], *, connection_extra: dict | None = None
+    ) -> AirflowDeployment:
+        """A deployment of ``dag_files`` (file name → source) whose ``backend_ai_default`` is the emulator."""
+        dags = tmp_path / "dags"
+        dags.mkdir()
+        for name, source in dag_files.items():
+            (dags / name).write_text(source)
+        connection = {
+            "conn_type": "backend_ai",
+            "host": emulator.endpoint,
+            "login": emulator.access_key,
+            "password": emulator.secret_key,
+            **({"extra": connection_extra} if connection_extra else {}),
+        }
+        return cls(
+            home=tmp_path / "airflow-home",
+            dags_folder=dags,
+            extra_env={"AIRFLOW_CONN_BACKEND_AI_DEFAULT": json.dumps(connection)},
+        )
 
     def __post_init__(self) -> None:
         self.api_port = free_port()
@@ -148,13 +170,17 @@ class AirflowDeployment:
             f"{self.log('triggerer')[-3000:]}\n{self.task_logs(dag_id, task_id)[-3000:]}"
         )
 
+    def query(self, sql: str, *args: Any) -> list[tuple]:
+        """Rows of ``sql`` from the metadata database."""
+        with sqlite3.connect(self.home / "airflow.db", timeout=5) as db:
+            return db.execute(sql, args).fetchall()
+
     def wait_for_dag(self, dag_id: str, timeout: float = 180) -> None:
         """Wait until the Dag processor has written ``dag_id`` to the metadata database."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with sqlite3.connect(self.home / "airflow.db", timeout=5) as db:
-                if db.execute("SELECT 1 FROM dag WHERE dag_id = ?", (dag_id,)).fetchone():
-                    return
+            if self.query("SELECT 1 FROM dag WHERE dag_id = ?", dag_id):
+                return
             time.sleep(0.5)
         raise TimeoutError(f"{dag_id} was not parsed within {timeout} s:\n{self.log(self.parser)[-3000:]}")
 
@@ -163,19 +189,14 @@ class AirflowDeployment:
         return "dag-processor" if AIRFLOW_V_3_0_PLUS else "scheduler"
 
     def task_states(self, dag_id: str) -> dict[str, str | None]:
-        with sqlite3.connect(self.home / "airflow.db", timeout=5) as db:
-            rows = db.execute(
-                "SELECT task_id, state FROM task_instance WHERE dag_id = ?", (dag_id,)
-            ).fetchall()
-        return dict(rows)
+        return dict(self.query("SELECT task_id, state FROM task_instance WHERE dag_id = ?", dag_id))
 
     def xcom(self, dag_id: str, task_id: str, key: str) -> bytes | str | None:
         """The raw stored XCom value (JSON) of the task's latest run."""
-        with sqlite3.connect(self.home / "airflow.db", timeout=5) as db:
-            row = db.execute(
-                "SELECT value FROM xcom WHERE dag_id = ? AND task_id = ? AND key = ?", (dag_id, task_id, key)
-            ).fetchone()
-        return row[0] if row else None
+        rows = self.query(
+            "SELECT value FROM xcom WHERE dag_id = ? AND task_id = ? AND key = ?", dag_id, task_id, key
+        )
+        return rows[0][0] if rows else None
 
     def api_get(self, path: str) -> dict:
         """GET a REST API path of the Airflow 3 api-server (all users are admins in this deployment)."""
@@ -183,9 +204,13 @@ class AirflowDeployment:
             return json.loads(response.read())
 
     def dag_run_state(self, dag_id: str) -> str | None:
-        with sqlite3.connect(self.home / "airflow.db", timeout=5) as db:
-            row = db.execute("SELECT state FROM dag_run WHERE dag_id = ?", (dag_id,)).fetchone()
-        return row[0] if row else None
+        rows = self.query("SELECT state FROM dag_run WHERE dag_id = ?", dag_id)
+        return rows[0][0] if rows else None
+
+    def run_id(self, dag_id: str) -> str:
+        """The run id of the Dag's only run."""
+        ((run_id,),) = self.query("SELECT run_id FROM dag_run WHERE dag_id = ?", dag_id)
+        return run_id
 
 
 def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:

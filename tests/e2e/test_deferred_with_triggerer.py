@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import json
 import textwrap
 import time
 
@@ -54,20 +53,8 @@ DAG_FILE = textwrap.dedent(
 
 def test_task_defers_to_the_triggerer_and_succeeds(backend_ai_emulator, tmp_path):
     emu = backend_ai_emulator
-    dags = tmp_path / "dags"
-    dags.mkdir()
-    (dags / "e2e_dag.py").write_text(DAG_FILE)
-    connection = {
-        "conn_type": "backend_ai",
-        "host": emu.endpoint,
-        "login": emu.access_key,
-        "password": emu.secret_key,
-        "extra": {"webui_url": "https://webui.example.com"},
-    }
-    deployment = AirflowDeployment(
-        home=tmp_path / "airflow-home",
-        dags_folder=dags,
-        extra_env={"AIRFLOW_CONN_BACKEND_AI_DEFAULT": json.dumps(connection)},
+    deployment = AirflowDeployment.for_emulator(
+        emu, tmp_path, {"e2e_dag.py": DAG_FILE}, connection_extra={"webui_url": "https://webui.example.com"}
     )
     deployment.start()
     try:

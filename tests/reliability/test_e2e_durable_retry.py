@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import textwrap
 import uuid
 from pathlib import Path
@@ -67,11 +66,6 @@ DAG_FILE = textwrap.dedent(
 )
 
 
-def query(deployment: AirflowDeployment, sql: str, *args):
-    with sqlite3.connect(deployment.home / "airflow.db", timeout=5) as db:
-        return db.execute(sql, args).fetchall()
-
-
 def task_process(ti_id: str) -> int | None:
     """The pid of the task process the supervisor forked for ``ti_id`` (titled ``airflow worker -- <id>``)."""
     for proc in Path("/proc").iterdir():
@@ -88,20 +82,7 @@ def task_process(ti_id: str) -> int | None:
 
 def test_killed_durable_task_reconnects_through_the_task_state_store(emulator, tmp_path):
     emu = emulator
-    dags = tmp_path / "dags"
-    dags.mkdir()
-    (dags / "e2e_durable_retry.py").write_text(DAG_FILE)
-    connection = {
-        "conn_type": "backend_ai",
-        "host": emu.endpoint,
-        "login": emu.access_key,
-        "password": emu.secret_key,
-    }
-    deployment = AirflowDeployment(
-        home=tmp_path / "airflow-home",
-        dags_folder=dags,
-        extra_env={"AIRFLOW_CONN_BACKEND_AI_DEFAULT": json.dumps(connection)},
-    )
+    deployment = AirflowDeployment.for_emulator(emu, tmp_path, {"e2e_durable_retry.py": DAG_FILE})
     deployment.start()
     try:
         deployment.wait_for_dag(DAG_ID)
@@ -115,8 +96,7 @@ def test_killed_durable_task_reconnects_through_the_task_state_store(emulator, t
         )
         assert session.name == SESSION_NAME
         stored = deployment.wait_until(
-            lambda: query(
-                deployment,
+            lambda: deployment.query(
                 "SELECT value FROM task_state_store WHERE dag_id = ? AND task_id = 'train' AND key = ?",
                 DAG_ID,
                 BackendAIRunBatchOperator.external_id_key,
@@ -128,8 +108,8 @@ def test_killed_durable_task_reconnects_through_the_task_state_store(emulator, t
         )
         assert json.loads(stored[0][0]) == {"session_id": str(session.id), "try_number": 1}
 
-        ((ti_id, try_number),) = query(
-            deployment, "SELECT id, try_number FROM task_instance WHERE dag_id = ?", DAG_ID
+        ((ti_id, try_number),) = deployment.query(
+            "SELECT id, try_number FROM task_instance WHERE dag_id = ?", DAG_ID
         )
         assert try_number == 1
         pid = deployment.wait_until(
@@ -148,7 +128,7 @@ def test_killed_durable_task_reconnects_through_the_task_state_store(emulator, t
             dag_id=DAG_ID,
             task_id="train",
         )
-        ((try_number,),) = query(deployment, "SELECT try_number FROM task_instance WHERE dag_id = ?", DAG_ID)
+        ((try_number,),) = deployment.query("SELECT try_number FROM task_instance WHERE dag_id = ?", DAG_ID)
         assert try_number == 2  # Airflow retried the killed try
         assert emu.request_count(route="create") == 1  # the paid job ran once
         assert [s.id for s in emu.sessions()] == [session.id]

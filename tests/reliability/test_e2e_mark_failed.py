@@ -28,7 +28,6 @@ REST API call for "mark failed".
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -84,23 +83,7 @@ def mark_failed(deployment: AirflowDeployment, run_id: str) -> None:
 
 def test_marking_a_deferred_task_failed_destroys_its_session(emulator, tmp_path):
     emu = emulator
-    dags = tmp_path / "dags"
-    dags.mkdir()
-    (dags / "e2e_mark_failed.py").write_text(DAG_FILE)
-    connection = {
-        "conn_type": "backend_ai",
-        "host": emu.endpoint,
-        "login": emu.access_key,
-        "password": emu.secret_key,
-    }
-    deployment = AirflowDeployment(
-        home=tmp_path / "airflow-home",
-        dags_folder=dags,
-        extra_env={
-            "AIRFLOW_CONN_BACKEND_AI_DEFAULT": json.dumps(connection),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-        },
-    )
+    deployment = AirflowDeployment.for_emulator(emu, tmp_path, {"e2e_mark_failed.py": DAG_FILE})
     deployment.start()
     try:
         deployment.wait_for_dag(DAG_ID)
@@ -129,10 +112,7 @@ def test_marking_a_deferred_task_failed_destroys_its_session(emulator, tmp_path)
             dag_id=DAG_ID,
             task_id="train",
         )
-        with sqlite3.connect(deployment.home / "airflow.db", timeout=5) as db:
-            (run_id,) = db.execute("SELECT run_id FROM dag_run WHERE dag_id = ?", (DAG_ID,)).fetchone()
-
-        mark_failed(deployment, run_id)
+        mark_failed(deployment, deployment.run_id(DAG_ID))
 
         ended = deployment.wait_until(
             lambda: (s := emu.get_session(session.id)) and s.status == "TERMINATED" and s,
