@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -236,6 +237,12 @@ def kill_worker_mid_job(emulator, mode: str, command: str, **kwargs):
     return session
 
 
+def retry_durably(mode: str, *, task_state_store: Any = None, **kwargs: Any) -> dict[str, Any]:
+    """Run try 2 (the last) of the killed durable task: it must take over try 1's job, not run its own."""
+    context = make_context(try_number=2, max_tries=1, task_state_store=task_state_store)
+    return run_job(mode, context, "echo must not run", durable=True, retries=1, **kwargs)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_retry_after_hard_kill_destroys_the_orphan_then_starts_anew(mode, emulator):
     orphan = kill_worker_mid_job(emulator, mode, LONG_JOB)
@@ -250,9 +257,7 @@ def test_retry_after_hard_kill_destroys_the_orphan_then_starts_anew(mode, emulat
 @pytest.mark.parametrize("mode", MODES)
 def test_durable_retry_adopts_the_running_job(mode, emulator):
     orphan = kill_worker_mid_job(emulator, mode, "echo started; sleep 2; echo finished", durable=True)
-    result = run_job(
-        mode, make_context(try_number=2, max_tries=1), "echo must not run", durable=True, retries=1
-    )
+    result = retry_durably(mode)
     assert result["session_id"] == str(orphan.id)
     assert "finished" in result["logs"]
     assert emulator.request_count(route="create") == 1  # the paid job ran once
@@ -263,9 +268,7 @@ def test_durable_retry_adopts_the_running_job(mode, emulator):
 def test_durable_retry_returns_the_result_of_a_job_that_already_succeeded(mode, emulator):
     orphan = kill_worker_mid_job(emulator, mode, "echo started; sleep 1; echo finished", durable=True)
     emulator.wait_for_session(orphan.id, result="SUCCESS")
-    result = run_job(
-        mode, make_context(try_number=2, max_tries=1), "echo must not run", durable=True, retries=1
-    )
+    result = retry_durably(mode)
     assert result["result"] == "SUCCESS"
     assert result["session_id"] == str(orphan.id)
     assert "finished" in result["logs"]
@@ -331,14 +334,7 @@ def test_durable_retry_adopts_a_custom_named_running_job(mode, emulator):
     orphan = kill_worker_mid_job(
         emulator, mode, "echo started; sleep 2; echo finished", durable=True, session_name="nightly-train"
     )
-    result = run_job(
-        mode,
-        make_context(try_number=2, max_tries=1),
-        "echo must not run",
-        durable=True,
-        retries=1,
-        session_name="nightly-train",
-    )
+    result = retry_durably(mode, session_name="nightly-train")
     assert (result["session_id"], result["session_name"]) == (str(orphan.id), "nightly-train")
     assert "finished" in result["logs"]
     assert emulator.request_count(route="create") == 1  # the paid job ran once
@@ -351,14 +347,7 @@ def test_durable_retry_returns_the_result_of_a_custom_named_job_that_already_suc
         emulator, mode, "echo started; sleep 1; echo finished", durable=True, session_name="nightly-train"
     )
     emulator.wait_for_session(orphan.id, result="SUCCESS")
-    result = run_job(
-        mode,
-        make_context(try_number=2, max_tries=1),
-        "echo must not run",
-        durable=True,
-        retries=1,
-        session_name="nightly-train",
-    )
+    result = retry_durably(mode, session_name="nightly-train")
     assert (result["session_id"], result["result"]) == (str(orphan.id), "SUCCESS")
     assert "finished" in result["logs"]
     assert emulator.request_count(route="create") == 1
@@ -401,14 +390,7 @@ def test_durable_retry_reconnects_through_the_task_state_store(mode, session_nam
     assert accessor.get(STORE_KEY) == {"session_id": str(orphan.id), "try_number": 1}
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(BackendAIHook, "find_sessions_by_tag", _no_tag_search)
-        result = run_job(
-            mode,
-            make_context(try_number=2, max_tries=1, task_state_store=accessor),
-            "echo must not run",
-            durable=True,
-            retries=1,
-            session_name=session_name,
-        )
+        result = retry_durably(mode, task_state_store=accessor, session_name=session_name)
     assert result["session_id"] == str(orphan.id)
     assert "finished" in result["logs"]
     assert emulator.request_count(route="create") == 1  # the paid job ran once
@@ -425,13 +407,7 @@ def test_durable_retry_returns_the_stored_result_of_a_job_that_already_succeeded
     emulator.wait_for_session(orphan.id, result="SUCCESS")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(BackendAIHook, "find_sessions_by_tag", _no_tag_search)
-        result = run_job(
-            "sync",
-            make_context(try_number=2, max_tries=1, task_state_store=accessor),
-            "echo must not run",
-            durable=True,
-            retries=1,
-        )
+        result = retry_durably("sync", task_state_store=accessor)
     assert (result["session_id"], result["result"]) == (str(orphan.id), "SUCCESS")
     assert emulator.request_count(route="create") == 1
 
@@ -450,14 +426,7 @@ def test_durable_retry_after_a_kill_before_the_store_write_adopts_by_tag(emulato
         hang_on_set=True,
     )
     assert comms.read() == {}
-    result = run_job(
-        "sync",
-        make_context(try_number=2, max_tries=1, task_state_store=accessor),
-        "echo must not run",
-        durable=True,
-        retries=1,
-        session_name="nightly-train",
-    )
+    result = retry_durably("sync", task_state_store=accessor, session_name="nightly-train")
     assert result["session_id"] == str(orphan.id)
     assert emulator.request_count(route="create") == 1
     # Adopted, and now stored (as made by try 1) for a further retry.
