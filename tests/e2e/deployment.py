@@ -49,6 +49,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def one_task_dag(dag_id: str, **operator_args: Any) -> str:
+    """The source of a Dag file whose one task, ``train``, is a BackendAIRunBatchOperator with ``operator_args``."""
+    args = "".join(f"        {name}={value!r},\n" for name, value in operator_args.items())
+    return (
+        "import datetime\n\n"
+        "from airflow.providers.backend.ai.operators.backend_ai import BackendAIRunBatchOperator\n"
+        "from airflow.providers.common.compat.sdk import DAG\n\n"
+        f"with DAG({dag_id!r}, schedule=None, start_date=datetime.datetime(2026, 1, 1), catchup=False):\n"
+        "    BackendAIRunBatchOperator(\n"
+        '        task_id="train",\n'
+        '        image="cr.backend.ai/stable/python:3.9-ubuntu20.04",\n'
+        f"{args}"
+        "    )\n"
+    )
+
+
 @dataclass
 class AirflowDeployment:
     """Airflow components running from ``home`` against the Dags in ``dags_folder``."""

@@ -18,36 +18,24 @@
 
 from __future__ import annotations
 
-import textwrap
 import time
 
 import pytest
 
 from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS
-from tests.e2e.deployment import AirflowDeployment
+from tests.e2e.deployment import AirflowDeployment, one_task_dag
 
 pytestmark = pytest.mark.e2e
 
 DAG_ID = "e2e_backend_ai_deferrable"
-DAG_FILE = textwrap.dedent(
-    f'''
-    from datetime import datetime
-
-    from airflow.providers.backend.ai.operators.backend_ai import BackendAIRunBatchOperator
-    from airflow.providers.common.compat.sdk import DAG
-
-    with DAG("{DAG_ID}", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
-        BackendAIRunBatchOperator(
-            task_id="train",
-            image="cr.backend.ai/stable/python:3.9-ubuntu20.04",
-            # Long enough for the scheduler to process the worker's exit before the trigger fires: a
-            # trigger firing within a second or two of the deferral hits an Airflow scheduler race that
-            # fails the task (apache/airflow#66374, #67287, #72716), whatever the operator does.
-            command="echo deferred job starts; sleep 10; echo deferred job done",
-            deferrable=True,
-            poll_interval=1,
-        )
-    '''
+DAG_FILE = one_task_dag(
+    DAG_ID,
+    # Long enough for the scheduler to process the worker's exit before the trigger fires: a trigger firing
+    # within a second or two of the deferral hits an Airflow scheduler race that fails the task
+    # (apache/airflow#66374, #67287, #72716), whatever the operator does.
+    command="echo deferred job starts; sleep 10; echo deferred job done",
+    deferrable=True,
+    poll_interval=1,
 )
 
 

@@ -26,15 +26,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import textwrap
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from airflow.providers.backend.ai.operators.backend_ai import BackendAIRunBatchOperator
 from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_3_PLUS
-from tests.e2e.deployment import AirflowDeployment
+from tests.e2e.deployment import AirflowDeployment, one_task_dag
 
 pytestmark = [
     pytest.mark.e2e,
@@ -44,25 +44,14 @@ pytestmark = [
 
 DAG_ID = "e2e_backend_ai_durable_retry"
 SESSION_NAME = "e2e-durable-train"
-DAG_FILE = textwrap.dedent(
-    f'''
-    from datetime import datetime, timedelta
-
-    from airflow.providers.backend.ai.operators.backend_ai import BackendAIRunBatchOperator
-    from airflow.providers.common.compat.sdk import DAG
-
-    with DAG("{DAG_ID}", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
-        BackendAIRunBatchOperator(
-            task_id="train",
-            image="cr.backend.ai/stable/python:3.9-ubuntu20.04",
-            command="echo started; sleep 12; echo finished",
-            session_name="{SESSION_NAME}",
-            durable=True,
-            retries=1,
-            retry_delay=timedelta(seconds=1),
-            poll_interval=1,
-        )
-    '''
+DAG_FILE = one_task_dag(
+    DAG_ID,
+    command="echo started; sleep 12; echo finished",
+    session_name=SESSION_NAME,
+    durable=True,
+    retries=1,
+    retry_delay=timedelta(seconds=1),
+    poll_interval=1,
 )
 
 

@@ -30,34 +30,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 import urllib.request
 
 import pytest
 
 from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS
-from tests.e2e.deployment import AirflowDeployment
+from tests.e2e.deployment import AirflowDeployment, one_task_dag
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault_matrix]
 
 DAG_ID = "e2e_backend_ai_mark_failed"
-DAG_FILE = textwrap.dedent(
-    f'''
-    from datetime import datetime
-
-    from airflow.providers.backend.ai.operators.backend_ai import BackendAIRunBatchOperator
-    from airflow.providers.common.compat.sdk import DAG
-
-    with DAG("{DAG_ID}", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
-        BackendAIRunBatchOperator(
-            task_id="train",
-            image="cr.backend.ai/stable/python:3.9-ubuntu20.04",
-            command="echo started; sleep 300",
-            deferrable=True,
-            poll_interval=1,
-        )
-    '''
-)
+DAG_FILE = one_task_dag(DAG_ID, command="echo started; sleep 300", deferrable=True, poll_interval=1)
 
 
 def mark_failed(deployment: AirflowDeployment, run_id: str) -> None:
