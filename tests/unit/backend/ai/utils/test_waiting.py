@@ -22,10 +22,19 @@ from unittest import mock
 
 import pytest
 
-from airflow.providers.backend.ai.exceptions import BackendAIAuthError, BackendAITransientError
+from airflow.providers.backend.ai.exceptions import (
+    BackendAIAuthError,
+    BackendAINotFoundError,
+    BackendAITransientError,
+)
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
 from airflow.providers.backend.ai.utils.session_state import SessionFacts
-from airflow.providers.backend.ai.utils.waiting import FINAL_LOG_CHECK, FINAL_LOG_WAIT, read_final_log
+from airflow.providers.backend.ai.utils.waiting import (
+    FINAL_LOG_CHECK,
+    FINAL_LOG_WAIT,
+    read_final_log,
+    wait_until_terminal,
+)
 
 SID = "3f1c6a7e-2a63-4c56-9b8e-1d2f3a4b5c6d"
 TERMINATING = SessionFacts(SID, "TERMINATING", "SUCCESS", "task-finished")
@@ -73,3 +82,15 @@ def test_a_permanent_error_is_raised_at_once(hook, clock):
         read_final_log(BackendAIHook(), SID, log=mock.Mock())
     hook.facts.assert_not_called()
     clock.assert_not_called()
+
+
+def test_a_session_the_manager_no_longer_knows_counts_as_terminated(hook, clock):
+    hook.facts.side_effect = BackendAINotFoundError("read the status of session", status=404)
+    assert wait_until_terminal(BackendAIHook(), SID, timeout=60, check_every=1) == "TERMINATED"
+    clock.assert_not_called()
+
+
+def test_the_last_status_is_returned_when_the_wait_runs_out(hook, clock):
+    hook.facts.return_value = TERMINATING
+    assert wait_until_terminal(BackendAIHook(), SID, timeout=3, check_every=1) == "TERMINATING"
+    assert clock.call_count == 3

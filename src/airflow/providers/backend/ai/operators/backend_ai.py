@@ -46,7 +46,7 @@ from airflow.providers.backend.ai.utils.trigger_events import (
     facts_from_event,
     validate_trigger_event,
 )
-from airflow.providers.backend.ai.utils.waiting import read_final_log, wait_for_session
+from airflow.providers.backend.ai.utils.waiting import read_final_log, wait_for_session, wait_until_terminal
 from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS
 
 if TYPE_CHECKING:
@@ -529,22 +529,16 @@ class BackendAIRunBatchOperator(ResumableJobMixin, _BackendAISessionOperator):
     def _wait_until_ended(self, session_ids: list[str], name: str) -> None:
         """Wait (up to NAME_RELEASE_TIMEOUT) until destroyed sessions no longer hold the name ``name``."""
         self.log.info("Waiting for the destroyed session(s) %s to release the name %r", session_ids, name)
-        deadline = time.monotonic() + NAME_RELEASE_TIMEOUT
-        pending = list(session_ids)
-        while pending:
-            try:
-                status = self.hook.get_session_facts(pending[0]).status
-            except BackendAINotFoundError:
-                status = "TERMINATED"
-            if status in TERMINAL_STATUSES:
-                pending.pop(0)
-            elif time.monotonic() > deadline:
+        deadline = time.time() + NAME_RELEASE_TIMEOUT
+        for session_id in session_ids:
+            status = wait_until_terminal(
+                self.hook, session_id, timeout=max(0.0, deadline - time.time()), check_every=NAME_RELEASE_POLL
+            )
+            if status not in TERMINAL_STATUSES:
                 self.log.warning(
-                    "Session %s is still %s; creating the new session anyway", pending[0], status
+                    "Session %s is still %s; creating the new session anyway", session_id, status
                 )
                 return
-            else:
-                time.sleep(NAME_RELEASE_POLL)
 
     def _earlier_sessions(self, context: Context, spec: BatchSessionSpec) -> list[tuple[int, SessionFacts]]:
         """

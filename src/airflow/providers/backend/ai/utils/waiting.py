@@ -30,7 +30,11 @@ import time
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.backend.ai.exceptions import BackendAIStartupTimeoutError, BackendAITransientError
+from airflow.providers.backend.ai.exceptions import (
+    BackendAINotFoundError,
+    BackendAIStartupTimeoutError,
+    BackendAITransientError,
+)
 from airflow.providers.backend.ai.utils.session_events import StreamState, Wake, watch_session_events_sync
 from airflow.providers.backend.ai.utils.session_state import TERMINAL_STATUSES, SessionFacts, Verdict
 
@@ -259,10 +263,25 @@ def read_final_log(hook: BackendAIHook, session_id: str, *, log: TaskLog) -> str
             exc,
             FINAL_LOG_WAIT,
         )
-    deadline = time.time() + FINAL_LOG_WAIT
-    while hook.get_session_facts(session_id).status not in TERMINAL_STATUSES and time.time() < deadline:
-        time.sleep(FINAL_LOG_CHECK)
+    wait_until_terminal(hook, session_id, timeout=FINAL_LOG_WAIT, check_every=FINAL_LOG_CHECK)
     return hook.get_session_logs(session_id)
+
+
+def wait_until_terminal(hook: BackendAIHook, session_id: str, *, timeout: float, check_every: float) -> str:
+    """
+    Read the session's status every ``check_every`` seconds until it is terminal or ``timeout`` has passed.
+
+    :return: the last status read; a session the manager no longer knows counts as TERMINATED.
+    """
+    deadline = time.time() + timeout
+    while True:
+        try:
+            status = hook.get_session_facts(session_id).status
+        except BackendAINotFoundError:
+            return "TERMINATED"
+        if status in TERMINAL_STATUSES or time.time() >= deadline:
+            return status
+        time.sleep(check_every)
 
 
 def _startup_timeout(
