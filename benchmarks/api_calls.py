@@ -27,7 +27,7 @@ import threading
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from airflow.providers.backend.ai.utils.waiting import FIRST_POLL_DELAY
+from airflow.providers.backend.ai._watch.step import FIRST_POLL_DELAY
 from benchmarks import jobs
 from benchmarks.common import Section, set_connection
 from benchmarks.emulator_proc import EmulatorProcess
@@ -44,7 +44,7 @@ ROUTES = ["root", "create", "gql", "logs", "destroy", "get_info", "status_histor
 
 def _schedule_reads(elapsed: float, poll_interval: float) -> int:
     """Reads the provider's own backoff schedule makes for a job that ends ``elapsed`` s after its first read."""
-    from airflow.providers.backend.ai.utils.waiting import poll_delays
+    from airflow.providers.backend.ai._watch.step import poll_delays
 
     delays = poll_delays(poll_interval)
     at, reads = 0.0, 1
@@ -82,7 +82,7 @@ def _judge(
     after_end = [at for at in reads if at >= end]
     # the watcher's first read: the sync loop's first read, or the trigger's first read
     watcher_reads = reads[1:] if run_.kind == "deferrable" else reads
-    # The backoff starts again at the first read that sees the job running (utils/waiting.py).
+    # The backoff starts again at the first read that sees the job running (_watch/step.py).
     start = s.job_start
     seen_running = next((at for at in watcher_reads if start is not None and at >= start), watcher_reads[0])
     implied = (

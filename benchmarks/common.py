@@ -93,7 +93,7 @@ def read_times(poll_interval: float, until: float) -> list[float]:
 
     Taken from the provider's own ``poll_delays`` so that the notes follow the code as it changes.
     """
-    from airflow.providers.backend.ai.utils.waiting import poll_delays
+    from airflow.providers.backend.ai._watch.step import poll_delays
 
     delays = poll_delays(poll_interval)
     times, at = [0.0], 0.0
@@ -105,7 +105,7 @@ def read_times(poll_interval: float, until: float) -> list[float]:
 
 def ramp_seconds(poll_interval: float) -> float:
     """Seconds after its first read until the provider reads every ``poll_interval`` (end of the backoff)."""
-    from airflow.providers.backend.ai.utils.waiting import poll_delays
+    from airflow.providers.backend.ai._watch.step import poll_delays
 
     return sum(poll_delays(poll_interval)[:-1])
 

@@ -632,8 +632,8 @@ def _time_the_sync_wait() -> None:
     The same point as the trigger's event and the sensor's return; ``execute()`` returns after the final log
     read and the destroy, reported as "task returns". Wraps the function once, in the operator module.
     """
+    from airflow.providers.backend.ai._session.state import Verdict
     from airflow.providers.backend.ai.operators import backend_ai as operators
-    from airflow.providers.backend.ai.utils.session_state import Verdict
 
     wait = getattr(operators, "wait_for_session", None)
     if wait is None or getattr(wait, "timed_by_floor", False):

@@ -86,8 +86,8 @@ def make_sessions(n: int, command: str) -> dict[str, Any]:
 async def _create_many(count: int, command: str) -> list[tuple[str, str]]:
     from ai.backend.client.session import AsyncSession
 
+    from airflow.providers.backend.ai._sdk.client import build_api_config
     from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
-    from airflow.providers.backend.ai.utils.sdk_compat import build_api_config
 
     config = build_api_config(BackendAIHook(SCALE_CONN_ID).settings)
     stamp = int(time.time())

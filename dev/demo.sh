@@ -53,7 +53,7 @@ status=0
 
 echo >&2
 echo "== what the Backend.AI jobs printed (from the task logs) ==" >&2
-# The operators write the job's output into the task log through utils/log_follower.py, a record per line.
+# The operators write the job's output into the task log through _watch/log_follower.py, a record per line.
 sed -n 's/^.*\[info *\] \(.*\) \[airflow\.task\.operators\..*loc=log_follower\.py.*$/   \1/p' "$work/dags-test.log" \
   | grep -v '::group::\|::endgroup::' >&2 || true
 run_state="$(grep -oE "DagRun Finished: .*state=[a-z]+" "$work/dags-test.log" | grep -oE "state=[a-z]+" | tail -1)"

@@ -248,7 +248,7 @@ def run_hash(run_id: str) -> str:
 
 def sessions_by_task(dag_id: str, run_id: str, task_ids: list[str], tries: int = 3) -> dict[str, list[dict]]:
     """The server's sessions of each task of the run: ``scaleout-<task>-<try>-<run>`` or the default name."""
-    from airflow.providers.backend.ai.utils.session_params import default_session_name
+    from airflow.providers.backend.ai._session.params import default_session_name
 
     names: dict[str, str] = {}
     for tid in task_ids:

@@ -225,13 +225,15 @@ class EmulatorHandle:
 
     def reset(self) -> None:
         """
-        Fresh state: kill jobs, end streams and hangs, clear sessions/requests/faults, restore settings.
+        Fresh state: kill jobs, end streams and hangs, clear sessions/requests/faults, restore settings, and
+        count restarts from zero.
 
         A server that is down after :meth:`restart` comes back at once.
         """
         state = self._state
         if state is None:
             raise RuntimeError("emulator not started")
+        self.restarts = 0
 
         async def _reset() -> None:
             if not self._up.is_set():

@@ -157,7 +157,7 @@ def test_deferrable_success_through_the_real_trigger(
             await resumed.cleanup()
 
     (event,) = asyncio.run(main())
-    assert event["status"] == "success"
+    assert (event["status"], event["result"]) == ("ended", "SUCCESS")
     result = run_batch(real_connection, "ignored", deferrable=True).execute_complete(context, event)
     assert result["result"] == "SUCCESS"
     assert result["logs"].splitlines() == ["deferred", "finished"]

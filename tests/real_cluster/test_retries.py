@@ -30,10 +30,10 @@ from typing import Any
 import pytest
 from ai.backend.client.exceptions import BackendAPIError
 
+from airflow.providers.backend.ai._sdk.spec import BatchSessionSpec
+from airflow.providers.backend.ai._session.params import session_tag
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
 from airflow.providers.backend.ai.operators.backend_ai import BackendAIRunBatchOperator
-from airflow.providers.backend.ai.utils.batch_spec import BatchSessionSpec
-from airflow.providers.backend.ai.utils.session_params import session_tag
 
 from .conftest import DEAD, RealCluster
 

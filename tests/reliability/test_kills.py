@@ -33,10 +33,10 @@ from typing import Any
 
 import pytest
 
+from airflow.providers.backend.ai._session.params import session_tag
 from airflow.providers.backend.ai.exceptions import BackendAIException, BackendAIJobFailedError
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
 from airflow.providers.backend.ai.operators.backend_ai import BackendAIRunBatchOperator
-from airflow.providers.backend.ai.utils.session_params import session_tag
 from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_3_PLUS
 from tests.reliability.harness import (
     MODES,
@@ -173,7 +173,7 @@ def test_trigger_cancelled_mid_wait_is_resumed_by_a_fresh_instance(emulator, con
     asyncio.run(cancel_mid_wait())
     assert emulator.get_session(trigger.session_id).status == "RUNNING"
     event = run_trigger(resumed(trigger))
-    assert event["status"] == "success"
+    assert (event["status"], event["result"]) == ("ended", "SUCCESS")
     result = batch_operator("deferrable", "ignored").execute_complete(context, event)
     assert "finished" in result["logs"]
     assert emulator.request_count(route="create") == 1

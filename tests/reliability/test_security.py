@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from airflow.providers.backend.ai._sdk.client import build_api_config
 from airflow.providers.backend.ai.exceptions import (
     BackendAIAPIError,
     BackendAIAuthError,
@@ -49,7 +50,6 @@ from airflow.providers.backend.ai.exceptions import (
     BackendAITransientError,
 )
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
-from airflow.providers.backend.ai.utils.sdk_compat import build_api_config
 from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS
 from backend_ai_emulator import start_emulator
 from backend_ai_emulator.settings import Keypair

@@ -33,11 +33,11 @@ def _no_event_stream(request: pytest.FixtureRequest):
         return
     with (
         mock.patch(
-            "airflow.providers.backend.ai.utils.waiting.watch_session_events_sync",
+            "airflow.providers.backend.ai._watch.loop.watch_session_events_sync",
             side_effect=lambda *args: contextlib.nullcontext(),
         ),
         mock.patch(
-            "airflow.providers.backend.ai.triggers.backend_ai.watch_session_events",
+            "airflow.providers.backend.ai._watch.loop.watch_session_events",
             side_effect=lambda *args: contextlib.nullcontext(),
         ),
     ):
@@ -50,7 +50,7 @@ def clock():
     with (
         time_machine.travel("2026-01-01 00:00:00", tick=False) as traveller,
         mock.patch(
-            "airflow.providers.backend.ai.utils.waiting.time.sleep", side_effect=traveller.shift
+            "airflow.providers.backend.ai._watch.loop.time.sleep", side_effect=traveller.shift
         ) as sleep,
     ):
         yield sleep

@@ -70,7 +70,7 @@ def test_success(emulator, context):
     trigger = defer(deferrable("echo deferred; sleep 1; echo finished"), context)
     assert emulator.get_session(trigger.session_id).status != "TERMINATED"  # the worker left it running
     event = run_trigger(resumed(trigger))
-    assert event["status"] == "success"
+    assert (event["status"], event["result"]) == ("ended", "SUCCESS")
     result = deferrable("ignored").execute_complete(
         context, event
     )  # a new instance, as after a real deferral
@@ -130,7 +130,7 @@ def test_trigger_cancelled_mid_run_is_resumed_by_a_new_instance(emulator, contex
     asyncio.run(cancel_mid_run())
     assert emulator.get_session(trigger.session_id).status == "RUNNING"  # not destroyed by the cancellation
     event = run_trigger(resumed(trigger))
-    assert event["status"] == "success"
+    assert (event["status"], event["result"]) == ("ended", "SUCCESS")
     assert "done" in deferrable("ignored").execute_complete(context, event)["logs"]
 
 

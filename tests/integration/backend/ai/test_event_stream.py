@@ -31,13 +31,13 @@ from unittest import mock
 
 import pytest
 
+from airflow.providers.backend.ai._sdk.spec import BatchSessionSpec
+from airflow.providers.backend.ai._watch import hub
+from airflow.providers.backend.ai._watch.loop import wait_for_session
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
 from airflow.providers.backend.ai.operators.backend_ai import BackendAIRunBatchOperator
 from airflow.providers.backend.ai.sensors.backend_ai import BackendAISessionSensor
 from airflow.providers.backend.ai.triggers.backend_ai import BackendAISessionTrigger
-from airflow.providers.backend.ai.utils.batch_spec import BatchSessionSpec
-from airflow.providers.backend.ai.utils.session_events import open_event_streams
-from airflow.providers.backend.ai.utils.waiting import wait_for_session
 
 pytestmark = pytest.mark.emulator_only
 
@@ -176,10 +176,10 @@ class TestTriggerer:
 
         results = asyncio.run(main())
         lags = [lag(emulator, sid, done) for sid, (_, done) in zip(ids, results, strict=True)]
-        assert all(event["status"] == "success" for event, _ in results)
+        assert all((event["status"], event["result"]) == ("ended", "SUCCESS") for event, _ in results)
         assert max(lags) < 0.5, lags
         assert emulator.event_streams_peak == 1
-        assert open_event_streams() == 0  # closed with the last waiter
+        assert not hub._hubs  # the stream closed with the last waiter
         counts = emulator.request_counts()
         assert counts.get("gql", 0) <= 3 * len(ids), counts
         for session_id in ids:
@@ -189,7 +189,7 @@ class TestTriggerer:
         session_id = create("trigger-poll", "sleep 1")
         emulator.set_baseline()
         event, _ = asyncio.run(watch(session_id, poll_interval=1, use_event_stream=False))
-        assert event["status"] == "success"
+        assert (event["status"], event["result"]) == ("ended", "SUCCESS")
         assert emulator.request_counts().get("events", 0) == 0
         BackendAIHook().destroy_session(session_id)
 
@@ -197,7 +197,7 @@ class TestTriggerer:
         session_id = create("trigger-fail", "sleep 1; exit 3")
         event, done = asyncio.run(watch(session_id))
         assert (event["status"], event["result"], event["status_info"]) == (
-            "failed",
+            "ended",
             "FAILURE",
             "task-failed",
         )

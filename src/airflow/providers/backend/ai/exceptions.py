@@ -18,7 +18,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from airflow.providers.common.compat.sdk import AirflowException
+
+if TYPE_CHECKING:
+    from airflow.providers.backend.ai._session.state import SessionFacts
 
 
 class BackendAIException(AirflowException):
@@ -100,27 +105,26 @@ class BackendAISessionExistsError(BackendAIException):
 
 
 class BackendAIJobFailedError(BackendAIException):
-    """The batch job ended without success (failed, timed out, was cancelled, or the session errored)."""
+    """
+    The batch job ended without success (failed, timed out, was cancelled, or the session errored).
+
+    :param message: what happened.
+    :param session_id: the session.
+    :param facts: the session's last known state; ``status``, ``result`` and ``status_info`` come from it
+        (None when the session was never read).
+    :param log_tail: the last lines of the session's log, also quoted in the message.
+    """
 
     def __init__(
-        self,
-        message: str,
-        *,
-        session_id: str | None,
-        status: str | None = None,
-        result: str | None = None,
-        status_info: str | None = None,
-        log_tail: str = "",
+        self, message: str, *, session_id: str | None, facts: SessionFacts | None = None, log_tail: str = ""
     ) -> None:
         self.session_id = session_id
-        self.status = status
-        self.result = result
-        self.status_info = status_info
+        self.facts = facts
         self.log_tail = log_tail
-        text = message
-        if log_tail:
-            text += f"\nLast lines of the session log:\n{log_tail}"
-        super().__init__(text)
+        self.status: str | None = facts.status if facts else None
+        self.result: str | None = facts.result if facts else None
+        self.status_info: str | None = facts.status_info if facts else None
+        super().__init__(f"{message}\nLast lines of the session log:\n{log_tail}" if log_tail else message)
 
 
 class BackendAIStartupTimeoutError(BackendAIJobFailedError):

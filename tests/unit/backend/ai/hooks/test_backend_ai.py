@@ -27,14 +27,15 @@ from ai.backend.client.exceptions import BackendAPIError, BackendClientError
 from ai.backend.client.func.session import ComputeSession
 from ai.backend.client.session import api_session
 
+from airflow.providers.backend.ai._sdk.operations import STATUS_QUERY
+from airflow.providers.backend.ai._sdk.spec import BatchSessionSpec
+from airflow.providers.backend.ai._session.state import SessionFacts
 from airflow.providers.backend.ai.exceptions import (
     BackendAIAuthError,
     BackendAINotFoundError,
     BackendAITransientError,
 )
-from airflow.providers.backend.ai.hooks.backend_ai import STATUS_QUERY, CreatedSession
-from airflow.providers.backend.ai.utils.batch_spec import BatchSessionSpec
-from airflow.providers.backend.ai.utils.session_state import SessionFacts
+from airflow.providers.backend.ai.hooks.backend_ai import CreatedSession
 
 SID = "3f1c6a7e-2a63-4c56-9b8e-1d2f3a4b5c6d"
 AUTH_FAILED = {"type": "https://api.backend.ai/probs/auth-failed", "title": "Credential/signature mismatch."}

@@ -23,14 +23,15 @@ from unittest import mock
 import pytest
 from ai.backend.client.exceptions import BackendAPIError
 
-from airflow.providers.backend.ai.exceptions import BackendAITransientError
-from airflow.providers.backend.ai.hooks.backend_ai import (
+from airflow.providers.backend.ai._sdk.tag_search import (
     TAG_SEARCH_MAX_PAGES,
+    TAG_SEARCH_PAGE_SIZE,
     TAG_SEARCH_QUERY,
-    BackendAIHook,
     tag_search_filter,
 )
-from airflow.providers.backend.ai.utils.session_state import SessionFacts
+from airflow.providers.backend.ai._session.state import SessionFacts
+from airflow.providers.backend.ai.exceptions import BackendAITransientError
+from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
 
 LIVE = '(status != "TERMINATED") & (status != "CANCELLED")'
 
@@ -76,7 +77,8 @@ class TestFindSessionsByTag:
         (b,) = found["af-b"]
         assert b == SessionFacts(b.session_id, "TERMINATED", "SUCCESS", None, "s-4")
         admin.query.assert_called_once_with(
-            TAG_SEARCH_QUERY, {"filter": f'(name in ["af-dag-t1"]) | ({LIVE})', "offset": 0}
+            TAG_SEARCH_QUERY,
+            {"filter": f'(name in ["af-dag-t1"]) | ({LIVE})', "limit": TAG_SEARCH_PAGE_SIZE, "offset": 0},
         )
 
     def test_reads_every_page(self, hook, sync_session, admin):
@@ -124,5 +126,6 @@ class TestFindSessionsByTag:
         found = await hook.a_find_sessions_by_tag({"af-x"}, names={"n"})
         assert [f.session_id for f in found["af-x"]] == [item(1, None)["id"]]
         admin.query.assert_called_once_with(
-            TAG_SEARCH_QUERY, {"filter": f'(name in ["n"]) | ({LIVE})', "offset": 0}
+            TAG_SEARCH_QUERY,
+            {"filter": f'(name in ["n"]) | ({LIVE})', "limit": TAG_SEARCH_PAGE_SIZE, "offset": 0},
         )

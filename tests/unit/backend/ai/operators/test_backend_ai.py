@@ -24,23 +24,20 @@ import pytest
 import time_machine
 from airflow.providers.common.compat.sdk import TaskDeferred
 
+from airflow.providers.backend.ai._session.params import SESSION_NAME_PATTERN, default_session_name
+from airflow.providers.backend.ai._session.state import SessionFacts
 from airflow.providers.backend.ai.exceptions import (
     BackendAIException,
     BackendAIJobFailedError,
-    BackendAINotFoundError,
     BackendAIStartupTimeoutError,
     BackendAITransientError,
 )
-from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook, CreatedSession
 from airflow.providers.backend.ai.operators.backend_ai import (
     BackendAICreateSessionOperator,
     BackendAIDestroySessionOperator,
     BackendAIRunBatchOperator,
 )
 from airflow.providers.backend.ai.triggers.backend_ai import BackendAISessionTrigger
-from airflow.providers.backend.ai.utils.connection_config import BackendAIConnectionConfig
-from airflow.providers.backend.ai.utils.session_params import SESSION_NAME_PATTERN, default_session_name
-from airflow.providers.backend.ai.utils.session_state import SessionFacts
 
 SID = "3f1c6a7e-2a63-4c56-9b8e-1d2f3a4b5c6d"
 WEBUI = "https://webui.example.com"
@@ -50,40 +47,52 @@ SUCCEEDED = SessionFacts(SID, "TERMINATING", "SUCCESS", "task-finished")
 FAILED = SessionFacts(SID, "TERMINATED", "FAILURE", "task-failed")
 TIMED_OUT = SessionFacts(SID, "TERMINATED", "FAILURE", "task-timeout")
 CANCELLED = SessionFacts(SID, "TERMINATED", "UNDEFINED", "user-requested")
+#: The events the trigger of commit 11b7351 (before the watch step) sent, captured from that commit: tasks
+#: deferred then still resume after an upgrade.
+EVENTS_FROM_11B7351 = {
+    "success": {
+        "status": "success",
+        "session_id": "3f1c6a7e-2a63-4c56-9b8e-1d2f3a4b5c6d",
+        "session_name": "af-example-train-t1-0123456789ab",
+        "session_status": "TERMINATING",
+        "result": "SUCCESS",
+        "status_info": "task-finished",
+        "message": "The job ended: SUCCESS",
+        "log_offset": 12,
+    },
+    "failed": {
+        "status": "failed",
+        "session_id": "3f1c6a7e-2a63-4c56-9b8e-1d2f3a4b5c6d",
+        "session_name": "af-example-train-t1-0123456789ab",
+        "session_status": "TERMINATED",
+        "result": "FAILURE",
+        "status_info": "task-failed",
+        "message": "The job ended: FAILURE",
+        "log_offset": 0,
+    },
+    "timeout": {
+        "status": "timeout",
+        "session_id": "3f1c6a7e-2a63-4c56-9b8e-1d2f3a4b5c6d",
+        "session_name": "af-example-train-t1-0123456789ab",
+        "session_status": "PENDING",
+        "result": "UNDEFINED",
+        "status_info": None,
+        "message": "The session did not start in time (status PENDING)",
+    },
+    "error": {
+        "status": "error",
+        "session_id": "3f1c6a7e-2a63-4c56-9b8e-1d2f3a4b5c6d",
+        "session_name": "af-example-train-t1-0123456789ab",
+        "session_status": None,
+        "result": None,
+        "status_info": None,
+        "message": "Watching Backend.AI session 3f1c6a7e-2a63-4c56-9b8e-1d2f3a4b5c6d failed: boom",
+    },
+}
 
 
 def operator(**kwargs) -> BackendAIRunBatchOperator:
     return BackendAIRunBatchOperator(task_id="train", image="python:3.9", command="python train.py", **kwargs)
-
-
-@pytest.fixture
-def context():
-    ti = mock.MagicMock(
-        dag_id="dag", task_id="train", run_id="manual__2026-01-01", map_index=-1, try_number=1
-    )
-    return {"ti": ti}
-
-
-@pytest.fixture
-def hook():
-    """Every hook method the operators call, autospecced; get_conn yields a mock session."""
-    with (
-        mock.patch.object(BackendAIHook, "get_conn", autospec=True) as get_conn,
-        mock.patch.object(BackendAIHook, "create_batch_session", autospec=True) as create,
-        mock.patch.object(BackendAIHook, "get_session_facts", autospec=True) as facts,
-        mock.patch.object(BackendAIHook, "get_session_logs", autospec=True) as logs,
-        mock.patch.object(BackendAIHook, "destroy_session", autospec=True) as destroy,
-        mock.patch.object(BackendAIHook, "find_session", autospec=True) as find,
-        mock.patch.object(BackendAIHook, "settings", new_callable=mock.PropertyMock) as settings,
-    ):
-        settings.return_value = BackendAIConnectionConfig(
-            conn_id="c", endpoint="https://api.example.com", access_key="AK", secret_key="SK", webui_url=WEBUI
-        )
-        create.side_effect = lambda self, spec: CreatedSession(SID, spec.name, True, "PENDING")
-        logs.return_value = "epoch 1\nepoch 2\ndone\n"
-        destroy.return_value = True
-        find.side_effect = BackendAINotFoundError("find session", status=404)
-        yield mock.Mock(get_conn=get_conn, create=create, facts=facts, logs=logs, destroy=destroy, find=find)
 
 
 class TestValidation:
@@ -126,12 +135,12 @@ class TestValidation:
         with pytest.raises(ValueError, match=re.escape(message)):
             BackendAIRunBatchOperator(task_id="t", **{**base, **kwargs})
 
-    def test_templated_values_are_checked_after_rendering(self, hook, context):
+    def test_templated_values_are_checked_after_rendering(self, hook_calls, context):
         op = operator(session_name="{{ params.name }}", resources={"cpu": "{{ params.cpu }}"})
         op.session_name, op.session_resources = "no", {"cpu": "many"}  # as rendered
         with pytest.raises(ValueError, match="Invalid session_name 'no'"):
             op.execute(context)
-        hook.create.assert_not_called()
+        hook_calls.create.assert_not_called()
 
     def test_resources_are_not_baseoperators(self):
         op = operator(resources={"cpu": 2, "mem": "4g", "cuda.shares": 0.5})
@@ -169,8 +178,8 @@ class TestSessionNames:
 
 
 class TestRunBatchSync:
-    def test_success(self, hook, context, clock):
-        hook.facts.side_effect = [PREPARING, RUNNING, RUNNING, SUCCEEDED]
+    def test_success(self, hook_calls, context, clock):
+        hook_calls.facts.side_effect = [PREPARING, RUNNING, RUNNING, SUCCEEDED]
         log = mock.MagicMock()
         with mock.patch.object(
             BackendAIRunBatchOperator, "log", new_callable=mock.PropertyMock, return_value=log
@@ -184,13 +193,13 @@ class TestRunBatchSync:
             "status_info": "task-finished",
             "logs": "epoch 1\nepoch 2\ndone\n",
         }
-        (spec,) = [c.args[1] for c in hook.create.call_args_list]
+        (spec,) = [c.args[1] for c in hook_calls.create.call_args_list]
         assert (spec.image, spec.command, dict(spec.resources)) == (
             "python:3.9",
             "python train.py",
             {"cpu": 1},
         )
-        hook.destroy.assert_called_once_with(mock.ANY, SID)
+        hook_calls.destroy.assert_called_once_with(mock.ANY, SID)
         context["ti"].xcom_push.assert_any_call(key="session_id", value=SID)
         # Adaptive polling, starting fast again once the job is seen running.
         assert [c.args[0] for c in clock.call_args_list] == [0.25, 0.25, 0.375]
@@ -201,15 +210,15 @@ class TestRunBatchSync:
             ("%s", "done"),
         ]
 
-    def test_session_link_is_pushed_when_the_session_exists(self, hook, context, clock):
-        hook.facts.side_effect = [SUCCEEDED]
+    def test_session_link_is_pushed_when_the_session_exists(self, hook_calls, context, clock):
+        hook_calls.facts.side_effect = [SUCCEEDED]
         operator().execute(context)
         url = f"{WEBUI}/session?sessionDetail={SID}"
         context["ti"].xcom_push.assert_any_call(key="backend_ai_session_url", value=url)
         context["ti"].xcom_push.assert_any_call(key="_link_BackendAISessionLink", value=url)
 
-    def test_polling_backs_off_to_the_poll_interval(self, hook, context, clock):
-        hook.facts.side_effect = [RUNNING] * 10 + [SUCCEEDED]
+    def test_polling_backs_off_to_the_poll_interval(self, hook_calls, context, clock):
+        hook_calls.facts.side_effect = [RUNNING] * 10 + [SUCCEEDED]
         operator(poll_interval=3).execute(context)
         assert [c.args[0] for c in clock.call_args_list] == [
             0.25,
@@ -233,14 +242,14 @@ class TestRunBatchSync:
             (SessionFacts(SID, "ERROR", "UNDEFINED", "agent-error"), "ended as ERROR"),
         ],
     )
-    def test_failures_raise_with_the_reason_and_log_tail(self, hook, context, clock, final, reason):
-        hook.facts.side_effect = [RUNNING, final]
+    def test_failures_raise_with_the_reason_and_log_tail(self, hook_calls, context, clock, final, reason):
+        hook_calls.facts.side_effect = [RUNNING, final]
         with pytest.raises(BackendAIJobFailedError) as err:
             operator().execute(context)
         assert reason in str(err.value)
         assert "done" in err.value.log_tail
         assert err.value.session_id == SID
-        hook.destroy.assert_called_once_with(mock.ANY, SID)
+        hook_calls.destroy.assert_called_once_with(mock.ANY, SID)
 
     @pytest.mark.parametrize(
         ("action", "final", "destroyed"),
@@ -253,85 +262,85 @@ class TestRunBatchSync:
             ("destroy_on_success", FAILED, False),
         ],
     )
-    def test_on_finish_action(self, hook, context, clock, action, final, destroyed):
-        hook.facts.side_effect = [final]
+    def test_on_finish_action(self, hook_calls, context, clock, action, final, destroyed):
+        hook_calls.facts.side_effect = [final]
         with pytest.raises(BackendAIJobFailedError) if final is FAILED else mock.MagicMock():
             operator(on_finish_action=action).execute(context)
-        assert hook.destroy.called is destroyed
+        assert hook_calls.destroy.called is destroyed
 
     @pytest.mark.parametrize(
         ("action", "destroyed"), [("destroy", True), ("destroy_on_success", True), ("keep", False)]
     )
-    def test_startup_timeout_destroys_unless_keep(self, hook, context, clock, action, destroyed):
-        hook.facts.return_value = SessionFacts(SID, "PREPARING", status_info="pulling image")
+    def test_startup_timeout_destroys_unless_keep(self, hook_calls, context, clock, action, destroyed):
+        hook_calls.facts.return_value = SessionFacts(SID, "PREPARING", status_info="pulling image")
         with pytest.raises(
             BackendAIStartupTimeoutError,
             match="did not start within startup_timeout=10s; last status PREPARING",
         ):
             operator(startup_timeout=10, on_finish_action=action).execute(context)
-        assert hook.destroy.called is destroyed
+        assert hook_calls.destroy.called is destroyed
         assert sum(c.args[0] for c in clock.call_args_list) == pytest.approx(10)
 
-    def test_monitoring_failure_destroys_the_running_job(self, hook, context, clock):
+    def test_monitoring_failure_destroys_the_running_job(self, hook_calls, context, clock):
         reads = iter([RUNNING])
 
         def read(*args):
             return next(reads, None) or _raise(BackendAITransientError("read", status=503))
 
-        hook.facts.side_effect = read
+        hook_calls.facts.side_effect = read
         with pytest.raises(BackendAITransientError):
             operator(on_finish_action="destroy_on_success", poll_interval=2).execute(context)
-        hook.destroy.assert_called_once_with(mock.ANY, SID)
+        hook_calls.destroy.assert_called_once_with(mock.ANY, SID)
         # Failed reads are tolerated for two poll intervals (a manager restart), then the error is raised.
         assert 4 < sum(c.args[0] for c in clock.call_args_list[1:]) <= 6
 
-    def test_a_short_outage_is_ridden_out(self, hook, context, clock):
+    def test_a_short_outage_is_ridden_out(self, hook_calls, context, clock):
         outage = BackendAITransientError("read", status=503)
-        hook.facts.side_effect = [RUNNING, outage, outage, SUCCEEDED]
+        hook_calls.facts.side_effect = [RUNNING, outage, outage, SUCCEEDED]
         assert operator(poll_interval=2).execute(context)["result"] == "SUCCESS"
 
-    def test_failed_creation_destroys_nothing(self, hook, context):
-        hook.create.side_effect = BackendAITransientError("create", status=500)
+    def test_failed_creation_destroys_nothing(self, hook_calls, context):
+        hook_calls.create.side_effect = BackendAITransientError("create", status=500)
         with pytest.raises(BackendAITransientError):
             operator().execute(context)
-        hook.destroy.assert_not_called()
+        hook_calls.destroy.assert_not_called()
 
-    def test_large_log_is_truncated_in_xcom_only(self, hook, context, clock):
-        hook.facts.side_effect = [SUCCEEDED]
-        hook.logs.return_value = "x" * 50 + "\nTAIL"
+    def test_large_log_is_truncated_in_xcom_only(self, hook_calls, context, clock):
+        hook_calls.facts.side_effect = [SUCCEEDED]
+        hook_calls.logs.return_value = "x" * 50 + "\nTAIL"
         result = operator(xcom_log_limit=10).execute(context)
         assert result["logs"].endswith("x\nTAIL")
         assert "characters truncated" in result["logs"]
 
 
 class TestOnKill:
-    def test_before_the_session_exists(self, hook):
+    def test_before_the_session_exists(self, hook_calls):
         operator().on_kill()
-        hook.destroy.assert_not_called()
+        hook_calls.destroy.assert_not_called()
 
-    def test_destroys_with_a_hook_of_its_own(self, hook):
+    def test_destroys_with_a_hook_of_its_own(self, hook_calls):
         op = operator()
         op.session_id = SID
         op.on_kill()
-        (call,) = hook.destroy.call_args_list
+        (call,) = hook_calls.destroy.call_args_list
         assert call.args[0] is not op.hook
         assert call.args[1] == SID
 
-    def test_keep_and_errors(self, hook):
+    def test_keep_and_errors(self, hook_calls):
         op = operator(on_finish_action="keep")
         op.session_id = SID
         op.on_kill()
-        hook.destroy.assert_not_called()
+        hook_calls.destroy.assert_not_called()
         op = operator()
         op.session_id = SID
-        hook.destroy.side_effect = BackendAITransientError("destroy", status=503)
+        hook_calls.destroy.side_effect = BackendAITransientError("destroy", status=503)
         op.on_kill()  # logged, never raised
 
 
 class TestRunBatchDeferrable:
     @time_machine.travel("2026-01-01 00:00:00", tick=False)
-    def test_defers_with_deadlines(self, hook, context):
-        hook.facts.return_value = PREPARING
+    def test_defers_with_deadlines(self, hook_calls, context):
+        hook_calls.facts.return_value = PREPARING
         with pytest.raises(TaskDeferred) as deferred:
             operator(deferrable=True, startup_timeout=100, batch_timeout=1000, poll_interval=5).execute(
                 context
@@ -344,13 +353,13 @@ class TestRunBatchDeferrable:
         assert trigger.startup_deadline == now + 100
         assert trigger.end_deadline == now + 100 + 1000 + 60
         assert deferred.value.timeout == timedelta(seconds=1100 + 60 + 60)
-        hook.destroy.assert_not_called()
+        hook_calls.destroy.assert_not_called()
         context["ti"].xcom_push.assert_any_call(key="session_id", value=SID)
 
-    def test_job_already_ended_completes_inline(self, hook, context):
-        hook.facts.return_value = SUCCEEDED
+    def test_job_already_ended_completes_inline(self, hook_calls, context):
+        hook_calls.facts.return_value = SUCCEEDED
         assert operator(deferrable=True).execute(context)["result"] == "SUCCESS"
-        hook.destroy.assert_called_once()
+        hook_calls.destroy.assert_called_once()
 
     def event(self, status, facts, message="m"):
         return {
@@ -363,24 +372,52 @@ class TestRunBatchDeferrable:
             "message": message,
         }
 
-    def test_execute_complete_success(self, hook, context):
-        result = operator(deferrable=True).execute_complete(context, self.event("success", SUCCEEDED))
+    def test_execute_complete_success(self, hook_calls, context):
+        result = operator(deferrable=True).execute_complete(context, self.event("ended", SUCCEEDED))
         assert (result["session_id"], result["session_name"], result["result"]) == (SID, "job-1", "SUCCESS")
-        hook.destroy.assert_called_once_with(mock.ANY, SID)
+        hook_calls.destroy.assert_called_once_with(mock.ANY, SID)
 
-    def test_execute_complete_failure(self, hook, context):
+    def test_execute_complete_failure(self, hook_calls, context):
         with pytest.raises(BackendAIJobFailedError, match="task-failed"):
-            operator(deferrable=True).execute_complete(context, self.event("failed", FAILED))
-        hook.destroy.assert_called_once_with(mock.ANY, SID)
+            operator(deferrable=True).execute_complete(context, self.event("ended", FAILED))
+        hook_calls.destroy.assert_called_once_with(mock.ANY, SID)
+
+    @pytest.mark.parametrize("legacy_status", ["success", "failed"])
+    def test_an_ended_job_is_judged_by_its_facts_whatever_the_event_says(
+        self, hook_calls, context, legacy_status
+    ):
+        """Events of triggers deferred before the ``ended`` kind carry a word; the facts decide."""
+        with pytest.raises(BackendAIJobFailedError, match="task-failed"):
+            operator(deferrable=True).execute_complete(context, self.event(legacy_status, FAILED))
+        result = operator(deferrable=True).execute_complete(context, self.event(legacy_status, SUCCEEDED))
+        assert result["result"] == "SUCCESS"
+
+    @pytest.mark.parametrize(
+        ("kind", "error", "match"),
+        [
+            ("success", None, None),
+            ("failed", BackendAIJobFailedError, "the command exited with a non-zero code"),
+            ("timeout", BackendAIStartupTimeoutError, "did not start in time"),
+            ("error", BackendAIException, "failed: boom"),
+        ],
+    )
+    def test_events_of_the_previous_release_resume_the_task(self, hook_calls, context, kind, error, match):
+        event = EVENTS_FROM_11B7351[kind]
+        if error is None:
+            assert operator(deferrable=True).execute_complete(context, event)["result"] == "SUCCESS"
+        else:
+            with pytest.raises(error, match=match):
+                operator(deferrable=True).execute_complete(context, event)
+        hook_calls.destroy.assert_called_once_with(mock.ANY, event["session_id"])
 
     @pytest.mark.parametrize(
         ("status", "error"), [("timeout", BackendAIStartupTimeoutError), ("error", BackendAIException)]
     )
-    def test_execute_complete_timeout_and_error_destroy(self, hook, context, status, error):
+    def test_execute_complete_timeout_and_error_destroy(self, hook_calls, context, status, error):
         with pytest.raises(error, match="the message"):
             operator(deferrable=True).execute_complete(context, self.event(status, RUNNING, "the message"))
-        hook.destroy.assert_called_once_with(mock.ANY, SID)
-        hook.logs.assert_not_called()
+        hook_calls.destroy.assert_called_once_with(mock.ANY, SID)
+        hook_calls.logs.assert_not_called()
 
     @pytest.mark.parametrize(
         "event",
@@ -403,43 +440,47 @@ class TestRunBatchDeferrable:
             },
         ],
     )
-    def test_malformed_events(self, hook, context, event):
+    def test_malformed_events(self, hook_calls, context, event):
         with pytest.raises(BackendAIException):
             operator(deferrable=True).execute_complete(context, event)
-        hook.destroy.assert_not_called()
+        hook_calls.destroy.assert_not_called()
 
 
 class TestCreateAndDestroy:
-    def test_create_waits_for_start(self, hook, context, clock):
-        hook.facts.side_effect = [PREPARING, RUNNING]
+    def test_destroy_checks_forced(self):
+        with pytest.raises(ValueError, match="Invalid forced 'yes': expected True or False"):
+            BackendAIDestroySessionOperator(task_id="d", session_id=SID, forced="yes")
+
+    def test_create_waits_for_start(self, hook_calls, context, clock):
+        hook_calls.facts.side_effect = [PREPARING, RUNNING]
         op = BackendAICreateSessionOperator(task_id="create", image="python:3.9", command="sleep 60")
         assert op.execute(context) == {"session_id": SID, "session_name": mock.ANY}
-        hook.destroy.assert_not_called()
+        hook_calls.destroy.assert_not_called()
 
-    def test_create_destroys_when_start_fails(self, hook, context, clock):
-        hook.facts.return_value = PREPARING
+    def test_create_destroys_when_start_fails(self, hook_calls, context, clock):
+        hook_calls.facts.return_value = PREPARING
         op = BackendAICreateSessionOperator(
             task_id="create", image="python:3.9", command="sleep 60", startup_timeout=5
         )
         with pytest.raises(BackendAIStartupTimeoutError):
             op.execute(context)
-        hook.destroy.assert_called_once_with(mock.ANY, SID)
+        hook_calls.destroy.assert_called_once_with(mock.ANY, SID)
 
-    def test_create_without_waiting(self, hook, context):
+    def test_create_without_waiting(self, hook_calls, context):
         op = BackendAICreateSessionOperator(
             task_id="c", image="python:3.9", command="sleep 60", wait_for_start=False
         )
         assert op.execute(context)["session_id"] == SID
-        hook.facts.assert_not_called()
+        hook_calls.facts.assert_not_called()
 
     @pytest.mark.parametrize(("existed", "expected"), [(True, True), (False, False)])
-    def test_destroy(self, hook, context, existed, expected):
-        hook.destroy.return_value = existed
+    def test_destroy(self, hook_calls, context, existed, expected):
+        hook_calls.destroy.return_value = existed
         op = BackendAIDestroySessionOperator(task_id="d", session_id=SID, forced=True)
         assert op.execute(context) is expected
-        hook.destroy.assert_called_once_with(mock.ANY, SID, forced=True)
+        hook_calls.destroy.assert_called_once_with(mock.ANY, SID, forced=True)
 
-    def test_destroy_needs_a_session(self, hook, context):
+    def test_destroy_needs_a_session(self, hook_calls, context):
         with pytest.raises(ValueError, match="Invalid session_id ''"):
             BackendAIDestroySessionOperator(task_id="d", session_id="").execute(context)
 
@@ -453,30 +494,30 @@ class TestLogStreaming:
             result = op.execute(context)
         return result, [c.args[1] for c in log.info.call_args_list if c.args[:1] == ("%s",)]
 
-    def test_lines_are_streamed_once_while_the_job_runs(self, hook, context, clock):
-        hook.facts.side_effect = [PREPARING, RUNNING, RUNNING, RUNNING, SUCCEEDED]
-        hook.logs.side_effect = ["a\n", "a\nb\npart", "a\nb\npartial\n", "a\nb\npartial\nlast"]
+    def test_lines_are_streamed_once_while_the_job_runs(self, hook_calls, context, clock):
+        hook_calls.facts.side_effect = [PREPARING, RUNNING, RUNNING, RUNNING, SUCCEEDED]
+        hook_calls.logs.side_effect = ["a\n", "a\nb\npart", "a\nb\npartial\n", "a\nb\npartial\nlast"]
         result, lines = self.run_logged(operator(), context)
         assert lines == ["a", "b", "partial", "last"]
-        assert hook.logs.call_count == 4  # three reads while running, one at the end
+        assert hook_calls.logs.call_count == 4  # three reads while running, one at the end
         assert result["logs"] == "a\nb\npartial\nlast"
 
-    def test_streaming_off_reads_the_log_once(self, hook, context, clock):
-        hook.facts.side_effect = [RUNNING, RUNNING, SUCCEEDED]
+    def test_streaming_off_reads_the_log_once(self, hook_calls, context, clock):
+        hook_calls.facts.side_effect = [RUNNING, RUNNING, SUCCEEDED]
         _, lines = self.run_logged(operator(log_streaming=False), context)
-        assert hook.logs.call_count == 1
+        assert hook_calls.logs.call_count == 1
         assert lines == ["epoch 1", "epoch 2", "done"]
 
-    def test_a_failed_log_read_does_not_fail_the_job(self, hook, context, clock):
-        hook.facts.side_effect = [RUNNING, SUCCEEDED]
-        hook.logs.side_effect = [BackendAITransientError("fetch the log", status=503), "x\ny\n"]
+    def test_a_failed_log_read_does_not_fail_the_job(self, hook_calls, context, clock):
+        hook_calls.facts.side_effect = [RUNNING, SUCCEEDED]
+        hook_calls.logs.side_effect = [BackendAITransientError("fetch the log", status=503), "x\ny\n"]
         _, lines = self.run_logged(operator(), context)
         assert lines == ["x", "y"]
 
-    def test_execute_complete_writes_only_what_the_trigger_did_not(self, hook, context):
-        hook.logs.return_value = "streamed 1\nstreamed 2\nrest\n"
+    def test_execute_complete_writes_only_what_the_trigger_did_not(self, hook_calls, context):
+        hook_calls.logs.return_value = "streamed 1\nstreamed 2\nrest\n"
         event = {
-            "status": "success",
+            "status": "ended",
             "session_id": SID,
             "session_name": "job-1",
             "session_status": "TERMINATED",
@@ -494,12 +535,12 @@ class TestLogStreaming:
         assert result["logs"] == "streamed 1\nstreamed 2\nrest\n"  # XCom keeps the whole log
 
 
-def test_the_reason_is_read_again_when_the_result_came_first(hook, context, clock):
+def test_the_reason_is_read_again_when_the_result_came_first(hook_calls, context, clock):
     """On a real manager the result is set ~30 ms before the reason; one more read picks the reason up."""
-    hook.facts.side_effect = [RUNNING, SessionFacts(SID, "RUNNING", "SUCCESS", None), SUCCEEDED]
+    hook_calls.facts.side_effect = [RUNNING, SessionFacts(SID, "RUNNING", "SUCCESS", None), SUCCEEDED]
     result = operator().execute(context)
     assert result["status_info"] == "task-finished"
-    assert hook.facts.call_count == 3
+    assert hook_calls.facts.call_count == 3
 
 
 def _raise(error: Exception):

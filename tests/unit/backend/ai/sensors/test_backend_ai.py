@@ -21,12 +21,12 @@ from unittest import mock
 
 import pytest
 import time_machine
-from airflow.providers.common.compat.sdk import AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, AirflowSensorTimeout
 
+from airflow.providers.backend.ai._session.state import SessionFacts
 from airflow.providers.backend.ai.exceptions import BackendAINotFoundError
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
 from airflow.providers.backend.ai.sensors.backend_ai import BackendAISessionSensor
-from airflow.providers.backend.ai.utils.session_state import SessionFacts
 
 SID = "3f1c6a7e-2a63-4c56-9b8e-1d2f3a4b5c6d"
 
@@ -107,19 +107,42 @@ class TestDeferrable:
         assert (trigger.session_id, trigger.poll_interval, trigger.destroy_on_kill) == (SID, 7, False)
         assert trigger.startup_deadline is None
 
-    def test_done_at_once(self, facts):
-        facts.return_value = SessionFacts(SID, "TERMINATED", "SUCCESS")
-        BackendAISessionSensor(task_id="wait", session_id=SID, deferrable=True).execute({})
-
     @pytest.mark.parametrize(
-        ("status", "result", "error"),
+        ("final", "error"),
         [
-            ("success", "SUCCESS", None),
-            ("failed", "FAILURE", AirflowFailException),
-            ("error", "UNDEFINED", Exception),
+            (SessionFacts(SID, "TERMINATED", "SUCCESS", "task-finished"), None),
+            (
+                SessionFacts(SID, "TERMINATED", "FAILURE", "task-failed"),
+                "the command exited with a non-zero code",
+            ),
         ],
     )
-    def test_execute_complete(self, status, result, error):
+    def test_an_ended_job_is_judged_at_once_without_deferring(self, facts, final, error):
+        facts.return_value = final
+        sensor = BackendAISessionSensor(task_id="wait", session_id=SID, deferrable=True)
+        with mock.patch.object(BackendAISessionSensor, "defer", autospec=True) as defer:
+            if error is None:
+                assert sensor.execute({}) is None
+            else:
+                with pytest.raises(AirflowFailException, match=error):
+                    sensor.execute({})
+        defer.assert_not_called()
+        facts.assert_called_once_with(mock.ANY, SID)
+
+    @pytest.mark.parametrize(
+        ("status", "result", "error", "match"),
+        [
+            ("ended", "SUCCESS", None, None),
+            ("ended", "FAILURE", AirflowFailException, "the command exited with a non-zero code"),
+            ("ended", "UNDEFINED", AirflowFailException, "ended as TERMINATED without a result"),
+            ("timeout", "UNDEFINED", AirflowSensorTimeout, "Sensor timed out: watching failed"),
+            ("error", "UNDEFINED", AirflowException, "watching failed"),
+            # Events of triggers deferred before the ``ended`` kind still resume the task, judged by the facts.
+            ("success", "SUCCESS", None, None),
+            ("failed", "FAILURE", AirflowFailException, "the command exited with a non-zero code"),
+        ],
+    )
+    def test_execute_complete_judges_the_facts(self, status, result, error, match):
         event = {
             "status": status,
             "session_id": SID,
@@ -131,10 +154,17 @@ class TestDeferrable:
         }
         sensor = BackendAISessionSensor(task_id="wait", session_id=SID, deferrable=True)
         if error is None:
+            assert sensor.execute_complete({}, event) is None
+            return
+        with pytest.raises(error, match=match) as raised:
             sensor.execute_complete({}, event)
-        else:
-            with pytest.raises(error):
-                sensor.execute_complete({}, event)
+        if error is AirflowException:  # an API failure may be retried; a failed job or a timeout may not
+            assert not isinstance(raised.value, AirflowFailException | AirflowSensorTimeout)
+
+    def test_execute_complete_rejects_a_malformed_event(self):
+        sensor = BackendAISessionSensor(task_id="wait", session_id=SID, deferrable=True)
+        with pytest.raises(AirflowException, match="Could not find `session_name` in the trigger event"):
+            sensor.execute_complete({}, {"status": "ended", "session_id": SID})
 
 
 class TestPokeModeWaitsForTheJob:
@@ -175,3 +205,12 @@ class TestPokeModeWaitsForTheJob:
         facts.return_value = SessionFacts(SID, "RUNNING")
         BackendAISessionSensor(task_id="wait", session_id=SID, use_event_stream=False, timeout=60).execute({})
         assert waited.call_args.kwargs["use_event_stream"] is False
+
+    def test_a_poke_that_gives_up_with_the_job_running_says_not_done(self, facts, waited):
+        """At the sensor's timeout the wait returns the running job: the poke says False, and the sensor times out."""
+        facts.return_value = SessionFacts(SID, "RUNNING")
+        waited.return_value = SessionFacts(SID, "RUNNING")
+        sensor = BackendAISessionSensor(task_id="wait", session_id=SID, poke_interval=30, timeout=600)
+        sensor._give_up_at = time.time() + 600
+        assert sensor.poke({}) is False
+        waited.assert_called_once()

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 from contextlib import asynccontextmanager
 from unittest import mock
 
@@ -24,16 +25,20 @@ import pytest
 import time_machine
 from airflow.triggers.base import TriggerEvent
 
+from airflow.providers.backend.ai._sdk.connection import BackendAIConnectionConfig
+from airflow.providers.backend.ai._session.state import SessionFacts
+from airflow.providers.backend.ai._watch.hub import StreamState, Wake
 from airflow.providers.backend.ai.exceptions import BackendAIAuthError, BackendAITransientError
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
 from airflow.providers.backend.ai.triggers import backend_ai as backend_ai_triggers
 from airflow.providers.backend.ai.triggers.backend_ai import BackendAISessionTrigger
-from airflow.providers.backend.ai.utils.session_events import StreamState, Wake
-from airflow.providers.backend.ai.utils.session_state import SessionFacts
 from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS
 
 SID = "3f1c6a7e-2a63-4c56-9b8e-1d2f3a4b5c6d"
 NOW = 1767225600.0  # 2026-01-01 00:00:00 UTC
+SETTINGS = BackendAIConnectionConfig(
+    conn_id="bai", endpoint="https://api.example.com", access_key="AK", secret_key="SK"
+)
 KWARGS = {
     "session_id": SID,
     "backend_ai_conn_id": "bai",
@@ -48,7 +53,9 @@ KWARGS = {
 
 
 @pytest.fixture
-def hook():
+def async_hook_calls():
+    """The async hook methods the trigger calls, autospecced, and the watch loop's sleep."""
+
     class OpenSession:
         async def __aenter__(self):
             return mock.sentinel.session
@@ -60,9 +67,10 @@ def hook():
         mock.patch.object(
             BackendAIHook, "get_async_conn", autospec=True, side_effect=lambda self: OpenSession()
         ),
+        mock.patch.object(BackendAIHook, "a_settings", autospec=True, return_value=SETTINGS),
         mock.patch.object(BackendAIHook, "a_get_session_facts", autospec=True) as facts,
         mock.patch.object(BackendAIHook, "a_destroy_session", autospec=True) as destroy,
-        mock.patch("airflow.providers.backend.ai.triggers.backend_ai.asyncio.sleep", autospec=True) as sleep,
+        mock.patch("airflow.providers.backend.ai._watch.loop.asyncio.sleep", autospec=True) as sleep,
     ):
         yield mock.Mock(facts=facts, destroy=destroy, sleep=sleep)
 
@@ -93,50 +101,50 @@ def payload(status, facts, message):
         "result": facts.result,
         "status_info": facts.status_info,
         "message": message,
+        "log_offset": 0,
     }
 
 
 @pytest.mark.parametrize(
-    ("final", "status"),
+    "final",
     [
-        (SessionFacts(SID, "TERMINATING", "SUCCESS", "task-finished"), "success"),
-        (SessionFacts(SID, "TERMINATED", "FAILURE", "task-failed"), "failed"),
-        (SessionFacts(SID, "CANCELLED", "UNDEFINED", "user-requested"), "failed"),
+        SessionFacts(SID, "TERMINATING", "SUCCESS", "task-finished"),
+        SessionFacts(SID, "TERMINATED", "FAILURE", "task-failed"),
+        SessionFacts(SID, "CANCELLED", "UNDEFINED", "user-requested"),
     ],
 )
 @time_machine.travel(NOW, tick=False)
-async def test_one_event_when_the_job_ends(hook, final, status):
-    hook.facts.side_effect = [SessionFacts(SID, "PREPARING"), SessionFacts(SID, "RUNNING"), final]
+async def test_one_event_with_the_facts_when_the_job_ends(async_hook_calls, final):
+    """The trigger reports what it saw; the resumed task judges it (no verdict in the event)."""
+    async_hook_calls.facts.side_effect = [SessionFacts(SID, "PREPARING"), SessionFacts(SID, "RUNNING"), final]
     events = await collect(BackendAISessionTrigger(**KWARGS))
-    assert events == [
-        TriggerEvent({**payload(status, final, f"The job ended: {final.result}"), "log_offset": 0})
-    ]
+    assert events == [TriggerEvent(payload("ended", final, f"The job ended: {final.result}"))]
     # A short wait first (the task read the status just before deferring), then the backoff, which
     # starts again when the job is first seen running.
-    assert [c.args[0] for c in hook.sleep.call_args_list] == [0.25, 0.375, 0.25]
-    hook.destroy.assert_not_called()
+    assert [c.args[0] for c in async_hook_calls.sleep.call_args_list] == [0.25, 0.375, 0.25]
+    async_hook_calls.destroy.assert_not_called()
 
 
-async def test_startup_deadline(hook):
-    hook.facts.return_value = SessionFacts(SID, "PREPARING")
+async def test_startup_deadline(async_hook_calls):
+    async_hook_calls.facts.return_value = SessionFacts(SID, "PREPARING")
     with time_machine.travel(NOW + 101, tick=False):
         (event,) = await collect(BackendAISessionTrigger(**KWARGS))
     assert event.payload["status"] == "timeout"
     assert "did not start in time" in event.payload["message"]
 
 
-async def test_sleep_never_overshoots_a_deadline(hook):
-    hook.facts.side_effect = [
+async def test_sleep_never_overshoots_a_deadline(async_hook_calls):
+    async_hook_calls.facts.side_effect = [
         SessionFacts(SID, "RUNNING"),
         SessionFacts(SID, "TERMINATED", "SUCCESS", "task-finished"),
     ]
     with time_machine.travel(NOW + 999.8, tick=False):
         await collect(BackendAISessionTrigger(**KWARGS))
-    assert hook.sleep.call_args.args[0] == pytest.approx(0.2)
+    assert async_hook_calls.sleep.call_args.args[0] == pytest.approx(0.2)
 
 
-async def test_end_deadline(hook):
-    hook.facts.return_value = SessionFacts(SID, "RUNNING")
+async def test_end_deadline(async_hook_calls):
+    async_hook_calls.facts.return_value = SessionFacts(SID, "RUNNING")
     with time_machine.travel(NOW + 1000, tick=False):
         (event,) = await collect(BackendAISessionTrigger(**KWARGS))
     assert event.payload["status"] == "timeout"
@@ -146,21 +154,21 @@ async def test_end_deadline(hook):
 @pytest.mark.parametrize(
     "error", [BackendAITransientError("read", status=503), BackendAIAuthError("read", status=401)]
 )
-async def test_api_failure_becomes_an_error_event(hook, error):
-    hook.facts.side_effect = error
+async def test_api_failure_becomes_an_error_event(async_hook_calls, error):
+    async_hook_calls.facts.side_effect = error
     # A transient error is tolerated for two poll intervals (of real time: keep them short).
     (event,) = await collect(BackendAISessionTrigger(**{**KWARGS, "poll_interval": 0.05}))
     assert event.payload["status"] == "error"
     assert event.payload["session_id"] == SID
     assert str(error) in event.payload["message"]
-    hook.destroy.assert_not_called()
+    async_hook_calls.destroy.assert_not_called()
 
 
-async def test_on_kill_destroys(hook):
+async def test_on_kill_destroys(async_hook_calls):
     await BackendAISessionTrigger(**KWARGS).on_kill()
-    hook.destroy.assert_called_once_with(mock.ANY, SID)
+    async_hook_calls.destroy.assert_called_once_with(mock.ANY, SID)
     await BackendAISessionTrigger(**{**KWARGS, "destroy_on_kill": False}).on_kill()
-    assert hook.destroy.call_count == 1
+    assert async_hook_calls.destroy.call_count == 1
 
 
 def fake_comms(states, pushed=SID, answer=None):
@@ -198,13 +206,15 @@ def killed_trigger():
         (RuntimeError("no supervisor"), SID, True),  # unknown: the user's action wins
     ],
 )
-async def test_on_kill_keeps_only_the_job_its_deferred_task_still_watches(hook, states, pushed, destroyed):
+async def test_on_kill_keeps_only_the_job_its_deferred_task_still_watches(
+    async_hook_calls, states, pushed, destroyed
+):
     from airflow.sdk.execution_time.comms import GetTaskStates, GetXCom
 
     comms = fake_comms(states, pushed)
     with mock.patch("airflow.sdk.execution_time.task_runner.SUPERVISOR_COMMS", comms, create=True):
         await killed_trigger().on_kill()
-    assert hook.destroy.called is destroyed
+    assert async_hook_calls.destroy.called is destroyed
     requests = [c.args[0] for c in comms.asend.await_args_list]
     assert requests[0] == GetTaskStates(dag_id="dag", task_ids=["job"], run_ids=["run-1"], map_index=-1)
     if not isinstance(states, Exception):
@@ -214,18 +224,18 @@ async def test_on_kill_keeps_only_the_job_its_deferred_task_still_watches(hook, 
 
 
 @pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="on_kill runs on Airflow 3.3+ only")
-async def test_on_kill_destroys_when_the_supervisor_does_not_answer_in_time(hook):
+async def test_on_kill_destroys_when_the_supervisor_does_not_answer_in_time(async_hook_calls):
     comms = fake_comms({"run-1": {"job": "deferred"}}, answer=asyncio.Event())  # never set
     with (
         mock.patch("airflow.sdk.execution_time.task_runner.SUPERVISOR_COMMS", comms, create=True),
         mock.patch("airflow.providers.backend.ai.triggers.backend_ai.TASK_STATE_TIMEOUT", 0.05),
     ):
         await killed_trigger().on_kill()
-    assert hook.destroy.call_count == 1
+    assert async_hook_calls.destroy.call_count == 1
 
 
 @pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="on_kill runs on Airflow 3.3+ only")
-async def test_on_kill_finishes_when_the_triggerer_cancels_it_again(hook):
+async def test_on_kill_finishes_when_the_triggerer_cancels_it_again(async_hook_calls):
     """The triggerer cancels the trigger's task at every sync while it runs: the reads and destroy go on."""
     answer = asyncio.Event()
     comms = fake_comms({"run-1": {"job": "failed"}}, answer=answer)
@@ -239,11 +249,11 @@ async def test_on_kill_finishes_when_the_triggerer_cancels_it_again(hook):
         on_kill.cancel()
         with pytest.raises(asyncio.CancelledError):
             await on_kill
-        assert not hook.destroy.called
+        assert not async_hook_calls.destroy.called
         answer.set()
         (kill,) = backend_ai_triggers._KILLS
         await asyncio.wait_for(kill, 5)
-    assert hook.destroy.call_count == 1
+    assert async_hook_calls.destroy.call_count == 1
 
 
 async def _one_loop_turn():
@@ -253,31 +263,37 @@ async def _one_loop_turn():
     await turned
 
 
-async def test_on_kill_never_raises(hook):
-    hook.destroy.side_effect = BackendAITransientError("destroy", status=503)
-    await BackendAISessionTrigger(**KWARGS).on_kill()
+async def test_on_kill_never_raises(async_hook_calls):
+    async_hook_calls.destroy.side_effect = BackendAITransientError("destroy", status=503)
+    trigger = BackendAISessionTrigger(**KWARGS)
+    with mock.patch.object(BackendAISessionTrigger, "log", new_callable=mock.PropertyMock) as log:
+        await trigger.on_kill()  # raises nothing
+    async_hook_calls.destroy.assert_called_once_with(mock.ANY, SID)
+    log.return_value.exception.assert_called_once_with("Could not destroy Backend.AI session %s", SID)
 
 
 @pytest.mark.skipif(
     not AIRFLOW_V_3_0_PLUS, reason="Airflow 2 destroys in cleanup once the task is no longer deferred"
 )
-async def test_cleanup_never_destroys_on_airflow_3(hook):
+async def test_cleanup_never_destroys_on_airflow_3(async_hook_calls):
     await BackendAISessionTrigger(**KWARGS).cleanup()
-    hook.destroy.assert_not_called()
+    async_hook_calls.destroy.assert_not_called()
 
 
 @pytest.mark.skipif(AIRFLOW_V_3_0_PLUS, reason="the safe_to_cancel path is for Airflow 2")
 @pytest.mark.parametrize(("still_deferred", "destroyed"), [(True, False), (False, True)])
-async def test_cleanup_on_airflow_2_destroys_only_when_no_longer_deferred(hook, still_deferred, destroyed):
+async def test_cleanup_on_airflow_2_destroys_only_when_no_longer_deferred(
+    async_hook_calls, still_deferred, destroyed
+):
     trigger = BackendAISessionTrigger(**KWARGS)
     with mock.patch.object(BackendAISessionTrigger, "_task_is_still_deferred", return_value=still_deferred):
         await trigger.cleanup()
-    assert hook.destroy.called is destroyed
+    assert async_hook_calls.destroy.called is destroyed
 
 
 @time_machine.travel(NOW, tick=False)
-async def test_streams_logs_and_reports_the_offset(hook):
-    hook.facts.side_effect = [
+async def test_streams_logs_and_reports_the_offset(async_hook_calls):
+    async_hook_calls.facts.side_effect = [
         SessionFacts(SID, "RUNNING"),
         SessionFacts(SID, "RUNNING"),
         SessionFacts(SID, "TERMINATED", "SUCCESS", "task-finished"),
@@ -296,8 +312,8 @@ async def test_streams_logs_and_reports_the_offset(hook):
 
 
 @time_machine.travel(NOW, tick=False)
-async def test_reads_the_log_every_eighth_status_read(hook):
-    hook.facts.side_effect = [SessionFacts(SID, "RUNNING")] * 24 + [
+async def test_reads_the_log_every_eighth_status_read(async_hook_calls):
+    async_hook_calls.facts.side_effect = [SessionFacts(SID, "RUNNING")] * 24 + [
         SessionFacts(SID, "TERMINATED", "SUCCESS", "task-finished")
     ]
     with mock.patch.object(BackendAIHook, "a_get_session_logs", autospec=True, return_value="") as logs:
@@ -306,9 +322,9 @@ async def test_reads_the_log_every_eighth_status_read(hook):
 
 
 @time_machine.travel(NOW, tick=False)
-async def test_the_reason_is_read_again_when_the_result_came_first(hook):
+async def test_the_reason_is_read_again_when_the_result_came_first(async_hook_calls):
     final = SessionFacts(SID, "TERMINATING", "FAILURE", "task-timeout")
-    hook.facts.side_effect = [SessionFacts(SID, "RUNNING", "FAILURE", None), final]
+    async_hook_calls.facts.side_effect = [SessionFacts(SID, "RUNNING", "FAILURE", None), final]
     (event,) = await collect(BackendAISessionTrigger(**KWARGS))
     assert event.payload["status_info"] == "task-timeout"
 
@@ -333,32 +349,35 @@ class FakeEventWatch:
 
 def with_events(watch):
     @asynccontextmanager
-    async def fake(hook, session_id):
-        assert session_id == SID
+    async def fake(settings, session_id):
+        assert (settings, session_id) == (SETTINGS, SID)
         yield watch
 
-    return mock.patch("airflow.providers.backend.ai.triggers.backend_ai.watch_session_events", fake)
+    return mock.patch("airflow.providers.backend.ai._watch.loop.watch_session_events", fake)
 
 
 @pytest.mark.event_stream
 @time_machine.travel(NOW, tick=False)
-async def test_with_events_the_end_event_ends_the_wait_and_gives_the_reason(hook):
+async def test_with_events_the_end_event_ends_the_wait_and_gives_the_reason(async_hook_calls):
     running = SessionFacts(SID, "RUNNING")
-    hook.facts.side_effect = [running, running, SessionFacts(SID, "RUNNING", "SUCCESS")]
+    async_hook_calls.facts.side_effect = [running, running, SessionFacts(SID, "RUNNING", "SUCCESS")]
     watch = FakeEventWatch(None, Wake.EVENT)
     with with_events(watch):
         (event,) = await collect(BackendAISessionTrigger(**{**KWARGS, "end_deadline": None}))
-    assert (event.payload["status"], event.payload["status_info"]) == ("success", "task-finished")
+    assert (event.payload["status"], event.payload["status_info"]) == ("ended", "task-finished")
     assert watch.timeouts == [5.0, 5.0]  # the safety poll: one read per poll interval while events come
     # Only the first short pause (the task read the state just before deferring): no fast polling, and no
     # second read for the reason.
-    assert [c.args[0] for c in hook.sleep.call_args_list] == [0.25]
+    assert [c.args[0] for c in async_hook_calls.sleep.call_args_list] == [0.25]
 
 
 @pytest.mark.event_stream
 @time_machine.travel(NOW, tick=False)
-async def test_with_events_a_lost_stream_means_fast_reads_without_an_extra_one(hook):
-    hook.facts.side_effect = [SessionFacts(SID, "RUNNING"), SessionFacts(SID, "TERMINATED", "SUCCESS", "x")]
+async def test_with_events_a_lost_stream_means_fast_reads_without_an_extra_one(async_hook_calls):
+    async_hook_calls.facts.side_effect = [
+        SessionFacts(SID, "RUNNING"),
+        SessionFacts(SID, "TERMINATED", "SUCCESS", "x"),
+    ]
     watch = FakeEventWatch(Wake.LOST, None)
 
     async def lose_stream(timeout):
@@ -368,29 +387,29 @@ async def test_with_events_a_lost_stream_means_fast_reads_without_an_extra_one(h
     watch.wait = lose_stream
     with with_events(watch):
         (event,) = await collect(BackendAISessionTrigger(**{**KWARGS, "end_deadline": None}))
-    assert event.payload["status"] == "success"
-    assert hook.facts.call_count == 2  # the loss itself asked for no read
+    assert event.payload["status"] == "ended"
+    assert async_hook_calls.facts.call_count == 2  # the loss itself asked for no read
     assert watch.timeouts == [5.0, 0.375]  # then the polling schedule
 
 
 @pytest.mark.event_stream
 @time_machine.travel(NOW, tick=False)
-async def test_an_end_event_the_manager_has_not_recorded_yet_means_fast_reads(hook):
+async def test_an_end_event_the_manager_has_not_recorded_yet_means_fast_reads(async_hook_calls):
     running = SessionFacts(SID, "RUNNING")
-    hook.facts.side_effect = [running, running, running, SessionFacts(SID, "RUNNING", "SUCCESS")]
+    async_hook_calls.facts.side_effect = [running, running, running, SessionFacts(SID, "RUNNING", "SUCCESS")]
     watch = FakeEventWatch(Wake.EVENT, None, None)
     with with_events(watch):
         (event,) = await collect(BackendAISessionTrigger(**{**KWARGS, "end_deadline": None}))
-    assert event.payload["status"] == "success"
+    assert event.payload["status"] == "ended"
     assert watch.timeouts == [5.0, 0.25, 0.375]  # not another whole poll interval after the event
 
 
 @pytest.mark.event_stream
 @time_machine.travel(NOW, tick=False)
-async def test_no_log_read_between_an_end_event_and_the_recorded_result(hook):
+async def test_no_log_read_between_an_end_event_and_the_recorded_result(async_hook_calls):
     """After the end event the log waits for the task (a read then can meet the manager's 500 window)."""
     running = SessionFacts(SID, "RUNNING")
-    hook.facts.side_effect = [running, running, running, SessionFacts(SID, "RUNNING", "SUCCESS")]
+    async_hook_calls.facts.side_effect = [running, running, running, SessionFacts(SID, "RUNNING", "SUCCESS")]
     watch = FakeEventWatch(None, Wake.EVENT, None)
     trigger = BackendAISessionTrigger(**{**KWARGS, "end_deadline": None, "stream_logs": True})
     with (
@@ -399,5 +418,43 @@ async def test_no_log_read_between_an_end_event_and_the_recorded_result(hook):
         mock.patch.object(BackendAIHook, "a_get_session_logs", autospec=True, return_value="x\n") as logs,
     ):
         (event,) = await collect(trigger)
-    assert event.payload["status"] == "success"
+    assert event.payload["status"] == "ended"
     assert logs.call_count == 2  # with the first two reads; none with the third, after the event
+
+
+#: A trigger as the provider at commit 11b7351 (before the watch step) serialized it into the metadata
+#: database (``BaseSerialization`` of its kwargs), captured from that commit: it must still resume.
+TRIGGER_FROM_11B7351 = {
+    "classpath": "airflow.providers.backend.ai.triggers.backend_ai.BackendAISessionTrigger",
+    "kwargs": {
+        "__var": {
+            "session_id": "3f1c6a7e-2a63-4c56-9b8e-1d2f3a4b5c6d",
+            "backend_ai_conn_id": "backend_ai_default",
+            "poll_interval": 15.0,
+            "session_name": "af-example-train-t1-0123456789ab",
+            "startup_deadline": 1767225700.0,
+            "end_deadline": 1767226660.0,
+            "destroy_on_kill": True,
+            "stream_logs": True,
+            "use_event_stream": True,
+        },
+        "__type": "dict",
+    },
+}
+
+
+@time_machine.travel(NOW, tick=False)
+async def test_a_trigger_deferred_by_the_previous_release_resumes(async_hook_calls):
+    from airflow.serialization.serialized_objects import BaseSerialization
+
+    module, _, name = TRIGGER_FROM_11B7351["classpath"].rpartition(".")
+    trigger_cls = getattr(importlib.import_module(module), name)  # as the triggerer loads it
+    kwargs = BaseSerialization.deserialize(TRIGGER_FROM_11B7351["kwargs"])
+    trigger = trigger_cls(**kwargs)
+    assert trigger.serialize() == (TRIGGER_FROM_11B7351["classpath"], kwargs)
+    final = SessionFacts(SID, "TERMINATED", "SUCCESS", "task-finished")
+    async_hook_calls.facts.side_effect = [SessionFacts(SID, "RUNNING"), final]
+    with mock.patch.object(BackendAIHook, "a_get_session_logs", autospec=True, return_value="one\n"):
+        (event,) = await collect(trigger)
+    assert event.payload["status"] == "ended"
+    assert (event.payload["session_id"], event.payload["result"]) == (SID, "SUCCESS")

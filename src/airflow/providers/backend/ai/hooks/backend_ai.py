@@ -19,14 +19,10 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
-import json
 import threading
-import warnings
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
-from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.providers.common.compat.sdk import BaseHook
 from tenacity import (
@@ -38,81 +34,40 @@ from tenacity import (
     wait_exponential,
 )
 
+from airflow.providers.backend.ai._sdk import operations
+from airflow.providers.backend.ai._sdk.client import (
+    accepts_shared_http_client,
+    load_sdk_off_loop,
+    new_async_session,
+    new_session,
+    routed_to,
+)
+from airflow.providers.backend.ai._sdk.connection import BackendAIConnectionConfig
+from airflow.providers.backend.ai._sdk.errors import translate_errors, unreadable_answers
+from airflow.providers.backend.ai._sdk.http_pool import shared_client_session
+from airflow.providers.backend.ai._sdk.operations import CreatedSession
+from airflow.providers.backend.ai._sdk.tag_search import TagSearch
 from airflow.providers.backend.ai.exceptions import (
     BackendAIAPIError,
     BackendAIAuthError,
     BackendAIException,
     BackendAINotFoundError,
-    BackendAISessionExistsError,
     BackendAITransientError,
 )
-from airflow.providers.backend.ai.utils.connection_config import BackendAIConnectionConfig
-from airflow.providers.backend.ai.utils.http_pool import sdk_accepts_shared_session, shared_client_session
-from airflow.providers.backend.ai.utils.sdk_compat import (
-    build_api_config,
-    session_ref,
-    translate_errors,
-    unreadable_answers,
-)
-from airflow.providers.backend.ai.utils.session_state import SessionFacts
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Collection, Iterator
+    from collections.abc import AsyncIterator, Collection, Iterator
 
     from ai.backend.client.config import APIConfig
-    from ai.backend.client.session import AsyncSession, BaseSession, Session
+    from ai.backend.client.session import AsyncSession, Session
 
-    from airflow.providers.backend.ai.utils.batch_spec import BatchSessionSpec
+    from airflow.providers.backend.ai._sdk.operations import Operation
+    from airflow.providers.backend.ai._sdk.spec import BatchSessionSpec
+    from airflow.providers.backend.ai._session.state import SessionFacts
 
 T = TypeVar("T")
 
-#: GraphQL read of a session's outcome. Unlike ``GET /session/{id}`` it still answers after the session
-#: terminated, and it is the only place the manager reports a batch job's ``result``.
-STATUS_QUERY = "query($id: UUID!) { compute_session(id: $id) { id name status status_info result } }"
-#: GraphQL search of the caller's sessions by name (names are only unique among live sessions).
-FIND_QUERY = (
-    "query($filter: String) { compute_session_list(limit: 100, offset: 0, filter: $filter) "
-    "{ items { id name tag status status_info result created_at } total_count } }"
-)
-#: GraphQL page of the caller's sessions for :meth:`BackendAIHook.find_sessions_by_tag`. The manager's
-#: filter grammar has no ``tag`` field (it rejects ``tag == ...``: "Unknown/unsupported field name"), so
-#: the page is narrowed by name and status and the tags are matched here.
-TAG_SEARCH_QUERY = (
-    "query($filter: String, $offset: Int!) { compute_session_list(limit: 100, offset: $offset, "
-    "filter: $filter) { items { id name tag status status_info result created_at } total_count } }"
-)
-#: Sessions per :data:`TAG_SEARCH_QUERY` page, and the most pages one search reads.
-TAG_SEARCH_PAGE_SIZE = 100
-TAG_SEARCH_MAX_PAGES = 10
-#: The statuses after which a session holds nothing; every other one counts as live for a tag search.
-_ENDED_STATUSES = ("TERMINATED", "CANCELLED")
-#: A session id that cannot exist, for :meth:`BackendAIHook.test_connection`'s authenticated probe.
-_NIL_SESSION_ID = "00000000-0000-0000-0000-000000000000"
-
-
-@dataclass(frozen=True)
-class CreatedSession:
-    """A session as ``get_or_create`` answered: ``created`` is False when a live session was reused."""
-
-    session_id: str
-    name: str
-    created: bool
-    status: str
-
-
-@dataclass(frozen=True)
-class _Operation(Generic[T]):
-    """
-    One API operation, written once for the sync and the async hook methods.
-
-    The SDK's API functions run synchronously under a ``Session`` and return a coroutine under an
-    ``AsyncSession``, so the same ``call`` serves both; only the runner differs.
-    """
-
-    action: str
-    call: Callable[[], Any]
-    parse: Callable[[Any], T]
-    if_gone: Callable[[], T] | None = None
+__all__ = ["BackendAIHook", "CreatedSession"]
 
 
 class BackendAIHook(BaseHook):
@@ -181,6 +136,8 @@ class BackendAIHook(BaseHook):
 
     def get_api_config(self) -> APIConfig:
         """Return an SDK ``APIConfig`` built from the connection only (no environment, no ``.env``)."""
+        from airflow.providers.backend.ai._sdk.client import build_api_config
+
         return build_api_config(self.settings)
 
     # -- sessions -------------------------------------------------------------------------------------
@@ -192,12 +149,9 @@ class BackendAIHook(BaseHook):
 
         The ``Session`` runs a non-daemon worker thread; one left open keeps the task process alive.
         """
-        from ai.backend.client.session import Session
-
-        session = Session(config=self.get_api_config())
+        session = new_session(self.settings)
         previous = (self._sync_session, self._sync_session_thread)
         try:
-            _silence_api_version_warning()
             session.open()
             self._sync_session, self._sync_session_thread = session, threading.get_ident()
             yield session
@@ -213,19 +167,17 @@ class BackendAIHook(BaseHook):
         On SDK 26 it borrows the loop's HTTP client session for this endpoint, so that many triggers in
         one triggerer share connections instead of holding one idle socket each.
         """
-        from ai.backend.client.session import AsyncSession
-
         settings = await self.a_settings()
+        await load_sdk_off_loop()
         async with AsyncExitStack() as stack:
             shared: dict[str, Any] = {}
-            if sdk_accepts_shared_session():
+            if accepts_shared_http_client():
                 shared["aiohttp_session"] = await stack.enter_async_context(
                     shared_client_session(settings.endpoint, skip_ssl=settings.skip_sslcert_validation)
                 )
-            session = AsyncSession(config=build_api_config(settings), **shared)
+            session = new_async_session(settings, **shared)
             previous = self._async_session
             try:
-                _silence_api_version_warning()
                 await session.open()
                 self._async_session = session
                 yield session
@@ -237,20 +189,20 @@ class BackendAIHook(BaseHook):
     def _current_session(self) -> Iterator[None]:
         """Route SDK calls in the block to this hook's open session, or to a short-lived one."""
         if self._sync_session is not None and self._sync_session_thread == threading.get_ident():
-            with _routed_to(self._sync_session):
+            with routed_to(self._sync_session):
                 yield
         else:
-            with self.get_conn() as session, _routed_to(session):
+            with self.get_conn() as session, routed_to(session):
                 yield
 
     @asynccontextmanager
     async def _current_async_session(self) -> AsyncIterator[None]:
         if self._async_session is not None:
-            with _routed_to(self._async_session):
+            with routed_to(self._async_session):
                 yield
         else:
             async with self.get_async_conn() as session:
-                with _routed_to(session):
+                with routed_to(session):
                     yield
 
     # -- running operations ---------------------------------------------------------------------------
@@ -270,7 +222,7 @@ class BackendAIHook(BaseHook):
             "Attempt %s of %s failed: %s; retrying", state.attempt_number, self.retry_limit, error
         )
 
-    def _run(self, operation: _Operation[T]) -> T:
+    def _run(self, operation: Operation[T]) -> T:
         try:
             for attempt in Retrying(**self._retry_arguments()):
                 with (
@@ -286,7 +238,7 @@ class BackendAIHook(BaseHook):
             return operation.if_gone()
         raise AssertionError("unreachable: tenacity either returns or reraises")
 
-    async def _a_run(self, operation: _Operation[T]) -> T:
+    async def _a_run(self, operation: Operation[T]) -> T:
         try:
             async for attempt in AsyncRetrying(**self._retry_arguments()):
                 with attempt:
@@ -308,27 +260,27 @@ class BackendAIHook(BaseHook):
         Retrying is safe: before a repeated request, the session an unanswered one may have made is looked
         up by its name and the spec's tag, and adopted; so the job never runs twice.
         """
-        return self._run(_create_operation(spec))
+        return self._run(operations.create(spec))
 
     async def a_create_batch_session(self, spec: BatchSessionSpec) -> CreatedSession:
         """Async twin of :meth:`create_batch_session`."""
-        return await self._a_run(_create_operation(spec))
+        return await self._a_run(operations.create(spec))
 
     def get_session_facts(self, session_id: str) -> SessionFacts:
         """Return the session's status, result and status info (also after it terminated)."""
-        return self._run(_facts_operation(session_id))
+        return self._run(operations.read_facts(session_id))
 
     async def a_get_session_facts(self, session_id: str) -> SessionFacts:
         """Async twin of :meth:`get_session_facts`."""
-        return await self._a_run(_facts_operation(session_id))
+        return await self._a_run(operations.read_facts(session_id))
 
     def find_session(self, name: str, *, tag: str | None = None) -> SessionFacts:
         """Return the newest session of this keypair named ``name`` (and tagged ``tag``), live or ended."""
-        return self._run(_find_operation(name, tag))
+        return self._run(operations.find(name, tag))
 
     async def a_find_session(self, name: str, *, tag: str | None = None) -> SessionFacts:
         """Async twin of :meth:`find_session`."""
-        return await self._a_run(_find_operation(name, tag))
+        return await self._a_run(operations.find(name, tag))
 
     def find_sessions_by_tag(
         self, tags: Collection[str], *, names: Collection[str] = ()
@@ -339,9 +291,9 @@ class BackendAIHook(BaseHook):
         The manager cannot filter on tags, so this reads every *live* session of the keypair, and every
         session named one of ``names`` whatever its state, and matches the tags here. A session that has
         ended is therefore only found when its name is given; a live one is found by its tag alone.
-        At most :data:`TAG_SEARCH_MAX_PAGES` pages of :data:`TAG_SEARCH_PAGE_SIZE` are read (newest first).
+        At most ``TAG_SEARCH_MAX_PAGES`` pages of ``TAG_SEARCH_PAGE_SIZE`` are read (newest first).
         """
-        search = _TagSearch(tags, names)
+        search = TagSearch(tags, names)
         while (operation := search.next_page()) is not None:
             search.add(self._run(operation))
         return search.result(self.log)
@@ -350,7 +302,7 @@ class BackendAIHook(BaseHook):
         self, tags: Collection[str], *, names: Collection[str] = ()
     ) -> dict[str, list[SessionFacts]]:
         """Async twin of :meth:`find_sessions_by_tag`."""
-        search = _TagSearch(tags, names)
+        search = TagSearch(tags, names)
         while (operation := search.next_page()) is not None:
             search.add(await self._a_run(operation))
         return search.result(self.log)
@@ -365,19 +317,19 @@ class BackendAIHook(BaseHook):
 
     def get_session_logs(self, session_id: str) -> str:
         """Return the container log of the session's main kernel (also after it terminated)."""
-        return self._run(_logs_operation(session_id))
+        return self._run(operations.read_logs(session_id))
 
     async def a_get_session_logs(self, session_id: str) -> str:
         """Async twin of :meth:`get_session_logs`."""
-        return await self._a_run(_logs_operation(session_id))
+        return await self._a_run(operations.read_logs(session_id))
 
     def destroy_session(self, session_id: str, *, forced: bool = False) -> bool:
         """Destroy the session; return False if it was already gone. Destroying an ending session is fine."""
-        return self._run(_destroy_operation(session_id, forced))
+        return self._run(operations.destroy(session_id, forced))
 
     async def a_destroy_session(self, session_id: str, *, forced: bool = False) -> bool:
         """Async twin of :meth:`destroy_session`."""
-        return await self._a_run(_destroy_operation(session_id, forced))
+        return await self._a_run(operations.destroy(session_id, forced))
 
     # -- connection test and UI form ------------------------------------------------------------------
 
@@ -392,14 +344,8 @@ class BackendAIHook(BaseHook):
         try:
             settings = self.settings
             with self.get_conn():
-                info = self._run(_Operation("reach the manager", _hello, dict))
-                self._run(
-                    _Operation(
-                        "authenticate with the keypair",
-                        lambda: _admin().query(STATUS_QUERY, {"id": _NIL_SESSION_ID}),
-                        lambda answer: answer,
-                    )
-                )
+                info = self._run(operations.hello())
+                self._run(operations.authenticated_probe())
         except BackendAIAuthError as exc:
             return False, f"Authentication failed: {exc}"
         except BackendAIAPIError as exc:
@@ -435,249 +381,6 @@ class BackendAIHook(BaseHook):
             else:  # numbers too: Airflow 2 accepts only these field classes; the hook parses the text
                 widgets[name] = StringField(label, widget=BS3TextFieldWidget(), **common)
         return widgets
-
-
-# -- operations ---------------------------------------------------------------------------------------
-
-
-def _create_operation(spec: BatchSessionSpec) -> _Operation[CreatedSession]:
-    """
-    Create the session; a live session of the same name that this call did not make is an error.
-
-    When an attempt gets no answer although the server created the session, the next attempt finds it by
-    its name and the spec's tag and adopts it (``created`` is then False). The server would reuse a live
-    session of that name by itself, but not one whose job has already ended: creating again would run the
-    job twice.
-    """
-    attempts = 0
-
-    def create() -> Any:
-        from ai.backend.client.func.session import ComputeSession
-
-        return ComputeSession.get_or_create(spec.image, **spec.to_sdk_kwargs())
-
-    def adopt_or_create(answer: Any) -> Any:
-        item = _newest_session(answer, spec.name, spec.tag)
-        return create() if item is None else SessionFacts.from_graphql(str(item.get("id")), item)
-
-    def call() -> Any:
-        nonlocal attempts
-        attempts += 1
-        if attempts == 1:
-            return create()
-        return _then(_admin().query(FIND_QUERY, _find_variables(spec.name)), adopt_or_create)
-
-    def parse(session: Any) -> CreatedSession:
-        if isinstance(session, SessionFacts):  # made by an earlier, unanswered attempt
-            return CreatedSession(session.session_id, spec.name, created=False, status=session.status)
-        created = CreatedSession(
-            session_id=str(session.id),
-            name=str(session.name),
-            created=bool(getattr(session, "created", True)),
-            status=str(getattr(session, "status", "PENDING")),
-        )
-        if not created.created:
-            raise BackendAISessionExistsError(created.name, created.session_id)
-        return created
-
-    return _Operation(f"create batch session {spec.name!r}", call, parse)
-
-
-def _facts_operation(session_id: str) -> _Operation[SessionFacts]:
-    def parse(answer: Any) -> SessionFacts:
-        node = (answer or {}).get("compute_session")
-        if not node:
-            raise BackendAINotFoundError(f"read session {session_id}", status=404, title="No such session.")
-        return SessionFacts.from_graphql(session_id, node)
-
-    return _Operation(
-        f"read the status of session {session_id}",
-        lambda: _admin().query(STATUS_QUERY, {"id": session_id}),
-        parse,
-    )
-
-
-def _find_operation(name: str, tag: str | None = None) -> _Operation[SessionFacts]:
-    def parse(answer: Any) -> SessionFacts:
-        item = _newest_session(answer, name, tag)
-        if item is None:
-            raise BackendAINotFoundError(
-                f"find session {name!r}", status=404, title="No session has this name."
-            )
-        return SessionFacts.from_graphql(str(item.get("id")), item)
-
-    return _Operation(
-        f"find session {name!r}", lambda: _admin().query(FIND_QUERY, _find_variables(name)), parse
-    )
-
-
-def _find_variables(name: str) -> dict[str, Any]:
-    return {"filter": f"name == {json.dumps(name)}"}
-
-
-def _newest_session(answer: Any, name: str, tag: str | None) -> dict[str, Any] | None:
-    """The newest item of a :data:`FIND_QUERY` answer named ``name`` (and tagged ``tag``), if any."""
-    items = ((answer or {}).get("compute_session_list") or {}).get("items") or []
-    matches = [item for item in items if item.get("name") == name and (tag is None or item.get("tag") == tag)]
-    return max(matches, key=lambda item: str(item.get("created_at") or ""), default=None)
-
-
-def tag_search_filter(names: Collection[str]) -> str:
-    """
-    The ``compute_session_list`` filter of a tag search: every live session, and those named ``names``.
-
-    Written in the manager's filter grammar (``models/minilang/queryfilter.py``: ``in``, ``!=``, ``&``,
-    ``|`` and parentheses), with the two ended statuses every manager version knows: an unknown status
-    name in the filter would fail the whole query.
-    """
-    live = " & ".join(f"(status != {json.dumps(status)})" for status in _ENDED_STATUSES)
-    if not names:
-        return live
-    return f"(name in {json.dumps(sorted(names))}) | ({live})"
-
-
-@dataclass(frozen=True)
-class _TagPage:
-    """One parsed :data:`TAG_SEARCH_QUERY` answer: the matching sessions and how far the list goes."""
-
-    matches: list[tuple[str, str, SessionFacts]]  # (tag, created_at, facts)
-    size: int
-    total_count: int
-
-
-class _TagSearch:
-    """The paging of one tag search, shared by the sync and the async hook method."""
-
-    def __init__(self, tags: Collection[str], names: Collection[str]) -> None:
-        self.tags = frozenset(tags)
-        self.filter = tag_search_filter(names)
-        self.offset = 0
-        self.pages = 0
-        self.total_count: int | None = None
-        self.found: dict[str, tuple[str, str, SessionFacts]] = {}  # by session id
-
-    def next_page(self) -> _Operation[_TagPage] | None:
-        if not self.tags or (self.total_count is not None and self.offset >= self.total_count):
-            return None
-        if self.pages >= TAG_SEARCH_MAX_PAGES:
-            return None
-        offset, tags = self.offset, self.tags
-
-        def parse(answer: Any) -> _TagPage:
-            listing = (answer or {}).get("compute_session_list") or {}
-            items = listing.get("items") or []
-            matches = [
-                (str(item["tag"]), str(item.get("created_at") or ""), _facts(item))
-                for item in items
-                if item.get("tag") in tags
-            ]
-            return _TagPage(matches, len(items), int(listing.get("total_count") or 0))
-
-        return _Operation(
-            "find the sessions of earlier tries by their tags",
-            lambda: _admin().query(TAG_SEARCH_QUERY, {"filter": self.filter, "offset": offset}),
-            parse,
-        )
-
-    def add(self, page: _TagPage) -> None:
-        self.pages += 1
-        self.total_count = page.total_count
-        self.offset += page.size
-        if not page.size:  # the list shrank meanwhile: nothing more to read
-            self.total_count = self.offset
-        for tag, created_at, facts in page.matches:
-            self.found[facts.session_id] = (tag, created_at, facts)
-
-    def result(self, log: Any) -> dict[str, list[SessionFacts]]:
-        if self.total_count is not None and self.offset < self.total_count:
-            log.warning(
-                "Searched only the newest %d of %d sessions for the tags of earlier tries",
-                self.offset,
-                self.total_count,
-            )
-        by_tag: dict[str, list[SessionFacts]] = {}
-        for tag, _, facts in sorted(self.found.values(), key=lambda found: found[1], reverse=True):
-            by_tag.setdefault(tag, []).append(facts)
-        return by_tag
-
-
-def _facts(item: dict[str, Any]) -> SessionFacts:
-    return SessionFacts.from_graphql(str(item.get("id")), item)
-
-
-def _logs_operation(session_id: str) -> _Operation[str]:
-    def parse(answer: Any) -> str:
-        logs = ((answer or {}).get("result") or {}).get("logs")
-        return logs if isinstance(logs, str) else ""
-
-    return _Operation(
-        f"fetch the log of session {session_id}", lambda: session_ref(session_id).get_logs(), parse
-    )
-
-
-def _destroy_operation(session_id: str, forced: bool) -> _Operation[bool]:
-    return _Operation(
-        f"destroy session {session_id}",
-        lambda: session_ref(session_id).destroy(forced=forced),
-        lambda answer: True,
-        if_gone=lambda: False,
-    )
-
-
-# -- small helpers ------------------------------------------------------------------------------------
-
-
-def _admin() -> Any:
-    from ai.backend.client.func.admin import Admin
-
-    return Admin
-
-
-def _then(result: Any, next_step: Callable[[Any], Any]) -> Any:
-    """
-    Chain a second SDK call onto a first one's result, in either SDK mode.
-
-    Under a sync ``Session`` SDK calls return their result, under an ``AsyncSession`` a coroutine; the
-    chain keeps that shape, so an :class:`_Operation` may make two calls.
-    """
-    if not inspect.isawaitable(result):
-        return next_step(result)
-
-    async def chained() -> Any:
-        value = next_step(await result)
-        return await value if inspect.isawaitable(value) else value
-
-    return chained()
-
-
-def _hello() -> Any:
-    from ai.backend.client.func.session import ComputeSession
-
-    return ComputeSession.hello()
-
-
-@contextmanager
-def _routed_to(session: BaseSession) -> Iterator[None]:
-    """
-    Make the SDK send the block's calls through ``session``.
-
-    The SDK routes every call through a context variable holding the most recently opened session, not
-    through the object the call is made on; setting it here keeps two hooks in one thread apart.
-    """
-    from ai.backend.client.session import api_session
-
-    token = api_session.set(session)
-    try:
-        yield
-    finally:
-        api_session.reset(token)
-
-
-def _silence_api_version_warning() -> None:
-    """Hide the SDK's ``APIVersionWarning``: SDK 25.5 emits it on every open against a newer manager."""
-    from ai.backend.client.exceptions import APIVersionWarning
-
-    warnings.filterwarnings("ignore", category=APIVersionWarning)
 
 
 def _connected_message(settings: BackendAIConnectionConfig, info: dict[str, Any]) -> str:

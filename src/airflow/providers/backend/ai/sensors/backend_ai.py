@@ -31,17 +31,19 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
+from airflow.providers.backend.ai._session.events import EventKind, TriggerOutcome
+from airflow.providers.backend.ai._session.finish import describe_failure
+from airflow.providers.backend.ai._session.state import Verdict
+from airflow.providers.backend.ai._watch.loop import wait_for_session
 from airflow.providers.backend.ai.exceptions import BackendAINotFoundError
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
-from airflow.providers.backend.ai.utils.outcome import describe_failure
-from airflow.providers.backend.ai.utils.session_state import SessionFacts, Verdict
-from airflow.providers.backend.ai.utils.trigger_events import facts_from_event, validate_trigger_event
-from airflow.providers.backend.ai.utils.waiting import wait_for_session
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.providers.common.compat.sdk import Context
+
+    from airflow.providers.backend.ai._session.state import SessionFacts
 
 
 #: Seconds Airflow's deferral timeout waits beyond the trigger's own deadline (which reports it properly).
@@ -117,8 +119,13 @@ class BackendAISessionSensor(BaseSensorOperator):
         except BackendAINotFoundError as exc:
             raise AirflowFailException(f"Backend.AI session {session_id} does not exist") from exc
         self.log.info("Session %s is %s (result %s)", session_id, facts.status, facts.result)
+        return self._judge(facts)
+
+    @staticmethod
+    def _judge(facts: SessionFacts) -> bool:
+        """True when the job succeeded, False while it goes on; a failed job fails the sensor."""
         if facts.verdict is Verdict.FAILED:
-            raise AirflowFailException(f"Backend.AI session {session_id}: {describe_failure(facts)}")
+            raise AirflowFailException(f"Backend.AI session {facts.session_id}: {describe_failure(facts)}")
         return facts.verdict is Verdict.SUCCEEDED
 
     def _wait(self, session_id: str) -> SessionFacts:
@@ -161,13 +168,11 @@ class BackendAISessionSensor(BaseSensorOperator):
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> None:
-        """Judge the trigger's event exactly as :meth:`poke` judges a status read."""
-        event = validate_trigger_event(event)
-        if event["status"] == "success":
+        """Judge the facts the trigger saw exactly as :meth:`poke` judges a status read."""
+        outcome = TriggerOutcome.from_payload(event)
+        if outcome.kind is EventKind.ENDED and outcome.facts is not None:
+            self._judge(outcome.facts)
             return
-        if event["status"] == "failed":
-            facts = facts_from_event(event)
-            raise AirflowFailException(f"Backend.AI session {facts.session_id}: {describe_failure(facts)}")
-        if event["status"] == "timeout":
-            raise AirflowSensorTimeout(f"Sensor timed out: {event['message']}")
-        raise AirflowException(event["message"])
+        if outcome.kind is EventKind.TIMEOUT:
+            raise AirflowSensorTimeout(f"Sensor timed out: {outcome.message}")
+        raise AirflowException(outcome.message)

@@ -19,39 +19,25 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
-import itertools
-import pkgutil
-import sys
-import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow.providers.backend.ai.exceptions import BackendAIException, BackendAITransientError
+from airflow.providers.backend.ai._session.events import SESSION_ID_XCOM_KEY, EventKind, TriggerOutcome
+from airflow.providers.backend.ai._watch.log_follower import LogFollower
+from airflow.providers.backend.ai._watch.loop import a_run_watch, a_watch_events
+from airflow.providers.backend.ai._watch.step import End, Watch, WatchPlan
+from airflow.providers.backend.ai.exceptions import BackendAIException
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
-from airflow.providers.backend.ai.utils.log_follower import LogFollower
-from airflow.providers.backend.ai.utils.session_events import StreamState, Wake, watch_session_events
-from airflow.providers.backend.ai.utils.session_state import SessionFacts, Verdict
-from airflow.providers.backend.ai.utils.trigger_events import (
-    SESSION_ID_XCOM_KEY,
-    error_payload,
-    event_payload,
-)
-from airflow.providers.backend.ai.utils.waiting import (
-    FIRST_POLL_DELAY,
-    STREAM_OPEN_WAIT,
-    WatchSchedule,
-    with_reason,
-)
 from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from airflow.providers.backend.ai.utils.session_events import AsyncEventWatch
+    from airflow.providers.backend.ai._session.state import SessionFacts
+    from airflow.providers.backend.ai._watch.step import Done
 
 #: The trigger reads the log every LOG_READ_EVERY status reads: hundreds of triggers share one triggerer
 #: and one manager, so streaming adds an eighth to the status reads' load. Each trigger reads at its own
@@ -62,31 +48,16 @@ TASK_STATE_TIMEOUT = 20.0
 #: The running ``on_kill`` work (the event loop keeps only weak references to tasks).
 _KILLS: set[asyncio.Future[None]] = set()
 
-_SDK_PACKAGE = "ai.backend.client.func"
-
-
-def _import_sdk() -> None:
-    """Import the SDK's API modules: opening a session imports all of them (about a second of CPU)."""
-    package = importlib.import_module(_SDK_PACKAGE)
-    for module in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{_SDK_PACKAGE}.{module.name}")
-    importlib.import_module("ai.backend.client.session")
-
-
-async def _load_sdk_off_loop() -> None:
-    """Import the SDK in a thread, once per process, so the triggerer's event loop never stalls on it."""
-    if "ai.backend.client.session" not in sys.modules:
-        await asyncio.to_thread(_import_sdk)
-
 
 class BackendAISessionTrigger(BaseTrigger):
     """
     Watch a batch session until its job ends, then yield one event with the facts (never a verdict).
 
-    The event's ``status`` is ``success`` or ``failed`` when the job ended, ``timeout`` when a deadline
-    passed, and ``error`` when the API kept failing after retries. The trigger never destroys the session on
-    its own: a triggerer restart must not kill the job. Only a user's kill or clear of the deferred task does
-    (``on_kill`` on Airflow 3.3+, ``cleanup`` once the task is no longer deferred on Airflow 2).
+    The event says why the watch stopped (``ended``, ``timeout`` when a deadline passed, ``error`` when the
+    API kept failing after retries) and the session's last state; the resumed task judges that state. The
+    trigger never destroys the session on its own: a triggerer restart must not kill the job. Only a user's
+    kill or clear of the deferred task does (``on_kill`` on Airflow 3.3+, ``cleanup`` once the task is no
+    longer deferred on Airflow 2).
 
     :param session_id: Id of the session to watch.
     :param backend_ai_conn_id: The ``backend_ai`` connection to use.
@@ -149,78 +120,47 @@ class BackendAISessionTrigger(BaseTrigger):
         return BackendAIHook(backend_ai_conn_id=self.backend_ai_conn_id)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        await _load_sdk_off_loop()
         try:
             async with self.hook.get_async_conn():
-                if self.use_event_stream:
-                    async with watch_session_events(self.hook, self.session_id) as events:
-                        event = await self._watch(events)
-                else:
-                    event = await self._watch(None)
+                outcome = self._outcome(await self._watch())
         except BackendAIException as exc:
             message = f"Watching Backend.AI session {self.session_id} failed: {exc}"
-            event = TriggerEvent(error_payload(self.session_id, self.session_name, message))
+            outcome = TriggerOutcome(EventKind.ERROR, self.session_id, self.session_name, message)
         self._event_yielded = True
-        yield event
+        yield TriggerEvent(outcome.to_payload())
 
-    async def _watch(self, events: AsyncEventWatch | None) -> TriggerEvent:
-        schedule = WatchSchedule(self.session_id, self.poll_interval, self.log)
-        await asyncio.sleep(schedule.next_delay(None))  # the task read the status just before deferring
-        if events is not None and events.state is StreamState.CONNECTING:
-            await events.wait(STREAM_OPEN_WAIT)  # read once the stream is open: the read sees any earlier end
-        log_phase = UUID(self.session_id).int % LOG_READ_EVERY
-        reads = itertools.count(1)
-        facts: SessionFacts | None = None
-        wake: Wake | None = None
-        while True:
-            if wake is not Wake.LOST:  # a lost stream calls for faster reads, not for one now
-                if events is not None:
-                    events.drain()  # this read answers every wake-up so far
-                try:
-                    facts = await self.hook.a_get_session_facts(self.session_id)
-                except BackendAITransientError as exc:
-                    schedule.read_failed(exc)
-                else:
-                    schedule.saw(facts)
-                    facts = with_reason(facts, events.event_reason if events else None)
-                    if facts.verdict is not Verdict.RUNNING and facts.status_info is None:
-                        await asyncio.sleep(FIRST_POLL_DELAY)  # the reason is recorded just after the result
-                        facts = await self.hook.a_get_session_facts(self.session_id)
-                    if facts.verdict is not Verdict.RUNNING:
-                        return self._ended(facts)
-                    if wake is Wake.EVENT:
-                        schedule.end_announced()
-                    if next(reads) % LOG_READ_EVERY == log_phase and not schedule.end_pending:
-                        await self._stream_log(facts)
-            stream = events.state if events else None
-            delay = schedule.next_delay(stream)
-            if facts is not None:
-                deadline = self._deadline(facts)
-                now = time.time()
-                if deadline is not None and now >= deadline:
-                    what = "start" if not facts.has_started else "end"
-                    message = f"The session did not {what} in time (status {facts.status})"
-                    return TriggerEvent(event_payload("timeout", facts, self.session_name, message))
-                delay = delay if deadline is None else max(0.0, min(delay, deadline - now))
-            if events is None:
-                await asyncio.sleep(delay)
-                continue
-            schedule.note_stream(stream, events.unavailable_reason)
-            wake = await events.wait(delay)
+    async def _watch(self) -> Done:
+        plan = WatchPlan(
+            self.poll_interval,
+            startup_deadline=self.startup_deadline,
+            end_deadline=self.end_deadline,
+            read_first=False,  # the task read the state just before deferring
+            stream_logs=self.stream_logs,
+            log_every=LOG_READ_EVERY,
+            log_phase=UUID(self.session_id).int % LOG_READ_EVERY,
+        )
+        watch = Watch(self.session_id, plan, self.log)
+        settings = await self.hook.a_settings() if self.use_event_stream else None
+        async with a_watch_events(settings, self.session_id) as events:
+            return await a_run_watch(
+                watch, lambda: self.hook.a_get_session_facts(self.session_id), events, self._stream_log
+            )
 
-    def _deadline(self, facts: SessionFacts) -> float | None:
-        deadline = self.end_deadline
-        if not facts.has_started and self.startup_deadline is not None:
-            deadline = self.startup_deadline if deadline is None else min(deadline, self.startup_deadline)
-        return deadline
-
-    def _ended(self, facts: SessionFacts) -> TriggerEvent:
-        status = "success" if facts.verdict is Verdict.SUCCEEDED else "failed"
-        payload = event_payload(status, facts, self.session_name, f"The job ended: {facts.result}")
-        return TriggerEvent({**payload, "log_offset": self._follower.written})
+    def _outcome(self, done: Done) -> TriggerOutcome:
+        facts = done.facts
+        if done.end is End.ENDED:
+            message = f"The job ended: {facts.result if facts else 'unknown'}"
+            kind = EventKind.ENDED
+        else:
+            what = "start" if done.end is End.START_TIMEOUT else "end"
+            message = f"The session did not {what} in time (status {facts.status if facts else 'unknown'})"
+            kind = EventKind.TIMEOUT
+        return TriggerOutcome(
+            kind, self.session_id, self.session_name, message, facts, log_offset=self._follower.written
+        )
 
     async def _stream_log(self, facts: SessionFacts) -> None:
-        if not self.stream_logs or not self._follower.streaming or not facts.has_started:
+        if not self._follower.streaming:
             return
         try:
             self._follower.update(await self.hook.a_get_session_logs(self.session_id))

@@ -14,29 +14,54 @@
 # KIND, either express or implied.  See the License for the
 # specific language governing permissions and limitations
 # under the License.
-"""The end of a batch run, shared by the worker and the deferred path: the XCom value, or the failure."""
+"""
+How a batch run ends, shared by the worker and the deferred path: what ``on_finish_action`` does with the
+session, and the task's XCom value or its failure.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+import enum
+from typing import TYPE_CHECKING, Any
 
+from airflow.providers.backend.ai._session.state import Verdict
 from airflow.providers.backend.ai.exceptions import BackendAIJobFailedError
-from airflow.providers.backend.ai.utils.session_state import Verdict
 
 if TYPE_CHECKING:
-    from airflow.providers.backend.ai.utils.session_state import SessionFacts
-
-
-class TaskLog(Protocol):
-    """What is needed of a logger: a stdlib ``logging.Logger`` (Airflow 2) or a structlog one (Airflow 3)."""
-
-    def info(self, msg: Any, /, *args: Any) -> Any: ...
-
-    def warning(self, msg: Any, /, *args: Any) -> Any: ...
-
+    from airflow.providers.backend.ai._session.state import SessionFacts
 
 #: How many trailing log lines a failure message quotes.
 LOG_TAIL_LINES = 20
+
+
+class FinishAction(enum.StrEnum):
+    """
+    What happens to a session when its task is done with it (the operators' ``on_finish_action``).
+
+    A job that has not ended (startup timeout, lost monitoring, a killed task) is destroyed unless the
+    action is ``keep``: nobody would be watching it any more.
+    """
+
+    DESTROY = "destroy"
+    KEEP = "keep"
+    DESTROY_ON_SUCCESS = "destroy_on_success"
+
+    @classmethod
+    def parse(cls, value: Any) -> FinishAction:
+        """Read an ``on_finish_action`` argument; raise ``ValueError`` naming the accepted values."""
+        try:
+            return cls(value)
+        except ValueError:
+            accepted = ", ".join(repr(action.value) for action in cls)
+            raise ValueError(f"Invalid on_finish_action {value!r}: accepted values are {accepted}") from None
+
+    def destroys(self, verdict: Verdict | None) -> bool:
+        """Whether a session whose job ended with ``verdict`` (``None``: it has not ended) is destroyed."""
+        if self is FinishAction.KEEP:
+            return False
+        if self is FinishAction.DESTROY_ON_SUCCESS:
+            return verdict is not Verdict.FAILED
+        return True
 
 
 def truncate_for_xcom(text: str, limit: int) -> str:
@@ -63,20 +88,6 @@ def describe_failure(facts: SessionFacts) -> str:
     return f"the session ended as {facts.status} without a result ({reason})"
 
 
-def should_destroy(on_finish_action: str, verdict: Verdict | None) -> bool:
-    """
-    Apply ``on_finish_action`` to a session whose job ended with ``verdict`` (``None``: it has not ended).
-
-    A job that has not ended (startup timeout, lost monitoring, a killed task) is destroyed unless the
-    policy is ``keep``: nobody would be watching it any more.
-    """
-    if on_finish_action == "keep":
-        return False
-    if on_finish_action == "destroy_on_success":
-        return verdict is not Verdict.FAILED
-    return True
-
-
 def finish_batch(
     facts: SessionFacts, logs: str, *, session_name: str | None, xcom_log_limit: int
 ) -> dict[str, Any]:
@@ -92,9 +103,7 @@ def finish_batch(
         raise BackendAIJobFailedError(
             f"Backend.AI session {facts.session_id} ({session_name or facts.name}): {describe_failure(facts)}",
             session_id=facts.session_id,
-            status=facts.status,
-            result=facts.result,
-            status_info=facts.status_info,
+            facts=facts,
             log_tail=log_tail(logs),
         )
     return {

@@ -14,21 +14,13 @@
 # KIND, either express or implied.  See the License for the
 # specific language governing permissions and limitations
 # under the License.
-"""
-The one place that knows the backend.ai-client SDK's quirks, for both supported SDK lines (25.5 and 26.x).
-
-Everything here imports the SDK lazily: importing it costs about a second and a thousand modules, and Dag
-files import the provider's operators at every parse.
-"""
+"""Turn the SDK's and the network's exceptions into the provider's own, classified for retrying."""
 
 from __future__ import annotations
 
-import contextlib
 import ssl
-import threading
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
-from uuid import UUID
 
 from airflow.providers.backend.ai.exceptions import (
     BackendAIAPIError,
@@ -41,65 +33,6 @@ from airflow.providers.backend.ai.exceptions import (
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-
-    from ai.backend.client.config import APIConfig
-    from ai.backend.client.func.session import ComputeSession
-
-    from airflow.providers.backend.ai.utils.connection_config import BackendAIConnectionConfig
-
-_config_lock = threading.Lock()
-
-
-def build_api_config(settings: BackendAIConnectionConfig) -> APIConfig:
-    """
-    Build an ``APIConfig`` from the Airflow connection alone.
-
-    The SDK's ``APIConfig`` reads ``BACKEND_*`` environment variables even when every argument is given
-    (it unions ``BACKEND_VFOLDER_MOUNTS`` in and lets ``BACKEND_SKIP_SSLCERT_VALIDATION`` switch TLS checks
-    off), and each read loads a ``.env`` file found above the working directory into ``os.environ`` with
-    override. On a worker that would let a stray file redirect traffic or disable TLS, so the config is
-    built with the SDK's environment lookup replaced by "use the default".
-    """
-    from ai.backend.client import config as sdk_config
-
-    def defaults_only(key: str, default: Any = None, *, clean: Any = sdk_config.default_clean) -> Any:
-        return clean(default)
-
-    with _config_lock:
-        original_get_env = sdk_config.get_env
-        sdk_config.get_env = defaults_only
-        try:
-            return sdk_config.APIConfig(
-                endpoint=settings.endpoint,
-                endpoint_type="api",
-                domain=settings.domain,
-                group=settings.group,
-                access_key=settings.access_key,
-                secret_key=settings.secret_key,
-                storage_proxy_address_map={},
-                vfolder_mounts=[],
-                skip_sslcert_validation=settings.skip_sslcert_validation,
-                connection_timeout=settings.connect_timeout,
-                read_timeout=settings.request_timeout,
-            )
-        finally:
-            sdk_config.get_env = original_get_env
-
-
-def session_ref(session: str) -> ComputeSession:
-    """
-    Return a ``ComputeSession`` that addresses a session id (a UUID) or a live session's name.
-
-    SDK 25.5 puts ``name`` in URLs (``from_session_id`` would request ``/session/None``), 26.x puts
-    ``id``; with both set to the UUID every call reaches the session, even after it terminated. A name
-    only reaches a live session of the caller.
-    """
-    from ai.backend.client.func.session import ComputeSession
-
-    ref = ComputeSession(str(session))
-    with contextlib.suppress(ValueError):  # a name: both SDK lines then address it through ``name``
-        ref.id = UUID(str(session))
-    return ref
 
 
 @contextmanager

@@ -20,9 +20,9 @@ import json
 
 import pytest
 
+from airflow.providers.backend.ai._sdk.connection import BackendAIConnectionConfig
 from airflow.providers.backend.ai.exceptions import BackendAIConnectionConfigError
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
-from airflow.providers.backend.ai.utils.connection_config import BackendAIConnectionConfig
 
 GOOD = {"host": "https://api.example.com", "login": "AKIAEXAMPLE", "password": "s3cr3t-canary-key"}
 

@@ -36,7 +36,7 @@ class BatchSessionSpec:
     :param name: session name (4-64 characters); unique per task try so retries never reuse a session.
     :param tag: the session's Backend.AI tag (at most 64 characters): it tells the session this spec created
         apart from any other of the same name (see ``BackendAIHook.create_batch_session``). The operators set
-        the deterministic tag of the task try (``session_params.session_tag``), so that a retry finds what
+        the deterministic tag of the task try (``_session.params.session_tag``), so that a retry finds what
         an earlier try left (``BackendAIHook.find_sessions_by_tag``); a spec built elsewhere gets a random one.
     """
 

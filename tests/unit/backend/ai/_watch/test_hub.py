@@ -24,18 +24,11 @@ from types import SimpleNamespace
 from unittest import mock
 
 import pytest
-from ai.backend.client.exceptions import BackendAPIError
-from ai.backend.client.session import AsyncSession
 
-from airflow.providers.backend.ai.utils import session_events
-from airflow.providers.backend.ai.utils.connection_config import BackendAIConnectionConfig
-from airflow.providers.backend.ai.utils.session_events import (
-    STREAM_READ_TIMEOUT,
-    SessionEventHub,
-    StreamState,
-    Wake,
-    _Subscriber,
-)
+from airflow.providers.backend.ai._sdk.connection import BackendAIConnectionConfig
+from airflow.providers.backend.ai._watch import hub as session_events
+from airflow.providers.backend.ai._watch.hub import SessionEventHub, StreamState, Wake, _Subscriber
+from airflow.providers.backend.ai.exceptions import BackendAIAPIError, BackendAITransientError
 
 pytestmark = pytest.mark.event_stream
 REAL_SLEEP = asyncio.sleep
@@ -89,16 +82,14 @@ class TestDispatch:
         mine.notify(Wake.LOST)
         assert mine.take() is Wake.EVENT
 
-    def test_the_stream_waits_longer_than_the_managers_pings(self):
-        assert SessionEventHub(SETTINGS)._settings.request_timeout == STREAM_READ_TIMEOUT
-
 
 class FakeStream:
-    """Stands in for the signed request: each opening takes the next outcome (messages, or an error)."""
+    """Stands in for ``open_session_events``: each opening takes the next outcome (messages, or an error)."""
 
     def __init__(self, outcomes: list) -> None:
         self.outcomes = outcomes
         self.opened = 0
+        self.served = 0  # openings that did not fail
 
     def __call__(self):
         self.opened += 1
@@ -108,16 +99,22 @@ class FakeStream:
         async def stream():
             if isinstance(outcome, Exception):
                 raise outcome
+            self.served += 1
 
             async def events():
                 if isinstance(outcome, asyncio.Event):
                     await outcome.wait()  # stays open until cancelled
                 for item in outcome if isinstance(outcome, list) else ():
-                    yield item
+                    yield item.event, item.data
 
-            yield SimpleNamespace(fetch_events=events)
+            yield events()
 
         return stream()
+
+
+@asynccontextmanager
+async def no_api_session(settings):
+    yield
 
 
 @pytest.fixture
@@ -130,10 +127,9 @@ def fake_sdk():
         await real_sleep(0)
 
     with (
-        mock.patch("ai.backend.client.session.AsyncSession", autospec=True) as session_cls,
+        mock.patch.object(session_events, "event_stream_session", no_api_session),
         mock.patch.object(session_events.asyncio, "sleep", side_effect=no_sleep),
     ):
-        session_cls.return_value.__aenter__.return_value = mock.create_autospec(AsyncSession, instance=True)
         yield sleeps
 
 
@@ -147,15 +143,19 @@ class TestRun:
     @pytest.mark.asyncio
     async def test_reconnects_with_backoff_and_wakes_everyone_on_each_opening(self, fake_sdk):
         stream = FakeStream(
-            [BackendAPIError(503, "Unavailable", {}), [message("session_success", A)], ConnectionResetError()]
+            [
+                BackendAITransientError("open the session event stream", status=503),
+                [message("session_success", A)],
+                ConnectionResetError(),
+            ]
         )
         hub = SessionEventHub(SETTINGS)
         mine, _ = subscriber()
-        with mock.patch.object(session_events, "_open_stream", stream):
+        with mock.patch.object(session_events, "open_session_events", stream):
             hub.add(A, mine)
             await settle(hub)
             assert hub.state is StreamState.OPEN
-            assert hub.opened_count == 2
+            assert stream.served == 2
             assert stream.opened == 4  # 503, then events and EOF, then a reset, then open for good
             assert fake_sdk[:3] == [0.5, 1.0, 2.0]
             assert mine.take() is Wake.EVENT
@@ -165,10 +165,10 @@ class TestRun:
     @pytest.mark.parametrize("status", [400, 401, 403, 404, 405])
     @pytest.mark.asyncio
     async def test_an_error_answer_makes_it_unavailable_and_tells_the_waiters(self, fake_sdk, status):
-        stream = FakeStream([BackendAPIError(status, "Nope", {})])
+        stream = FakeStream([BackendAIAPIError("open the session event stream", status=status, title="Nope")])
         hub = SessionEventHub(SETTINGS)
         mine, _ = subscriber()
-        with mock.patch.object(session_events, "_open_stream", stream):
+        with mock.patch.object(session_events, "open_session_events", stream):
             hub.add(A, mine)
             await settle(hub)
         assert (hub.state, hub.unavailable_reason) == (StreamState.UNAVAILABLE, f"HTTP {status} Nope")
@@ -180,7 +180,7 @@ class TestRun:
         hub = SessionEventHub(SETTINGS)
         first, _ = subscriber()
         second, _ = subscriber()
-        with mock.patch.object(session_events, "_open_stream", FakeStream([])):
+        with mock.patch.object(session_events, "open_session_events", FakeStream([])):
             hub.add(A, first)
             hub.add(B, second)
             await settle(hub)
@@ -190,18 +190,6 @@ class TestRun:
             assert hub.remove(B, second) is True
             await settle(hub)
         assert task.cancelled()
-
-
-def test_every_opening_is_signed_anew():
-    """The SDK's own reconnect reuses the first signature (stale after 15 minutes): each opening is a new request."""
-    with mock.patch("ai.backend.client.request.Request", autospec=True) as request_cls:
-        session_events._open_stream()
-        session_events._open_stream()
-    assert request_cls.call_count == 2
-    assert request_cls.return_value.connect_events.call_count == 2
-    (args, kwargs) = request_cls.call_args
-    assert args == ("GET", "/events/session")
-    assert kwargs["params"] == {"sessionName": "*", "scope": "session"}
 
 
 def test_a_read_answers_the_wake_ups_before_it():

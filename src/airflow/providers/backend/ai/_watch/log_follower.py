@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from airflow.providers.backend.ai.utils.outcome import TaskLog
+    from airflow.providers.backend.ai._watch.step import TaskLog
 
 #: Above this size the log is no longer fetched while the job runs: each read downloads the whole log.
 DEFAULT_STREAM_LIMIT = 2 * 1024 * 1024

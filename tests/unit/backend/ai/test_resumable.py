@@ -28,12 +28,11 @@ import pytest
 import time_machine
 from airflow.providers.common.compat.sdk import TaskDeferred
 
+from airflow.providers.backend.ai._session.params import default_session_name, session_tag
+from airflow.providers.backend.ai._session.state import SessionFacts
 from airflow.providers.backend.ai.exceptions import BackendAINotFoundError
-from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook, CreatedSession
+from airflow.providers.backend.ai.hooks.backend_ai import CreatedSession
 from airflow.providers.backend.ai.operators.backend_ai import BackendAIRunBatchOperator
-from airflow.providers.backend.ai.utils.connection_config import BackendAIConnectionConfig
-from airflow.providers.backend.ai.utils.session_params import default_session_name, session_tag
-from airflow.providers.backend.ai.utils.session_state import SessionFacts
 from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_3_PLUS
 
 NEW = "00000000-0000-4000-8000-00000000000a"  # the session this try creates
@@ -84,51 +83,18 @@ class FakeTaskStateStore:
         self.data[key] = value
 
 
-def make_context(try_number: int = 1, *, max_tries: int = 3, store: FakeTaskStateStore | None = None):
-    """A try of a task with retries=3: max_tries 3 until the task is cleared (then it goes up)."""
-    ti = mock.MagicMock(
-        dag_id=RUN[0],
-        task_id=RUN[1],
-        run_id=RUN[2],
-        map_index=RUN[3],
-        try_number=try_number,
-        max_tries=max_tries,
-    )
-    ti.stats_tags = {}
-    context = {"ti": ti}
-    if store is not None:
-        context["task_state_store"] = store
-    return context
-
-
 @pytest.fixture
-def hook():
-    """The hook methods the operator calls, autospecced (the SDK is never reached)."""
-    with (
-        mock.patch.object(BackendAIHook, "get_conn", autospec=True),
-        mock.patch.object(BackendAIHook, "create_batch_session", autospec=True) as create,
-        mock.patch.object(BackendAIHook, "get_session_facts", autospec=True) as facts,
-        mock.patch.object(BackendAIHook, "get_session_logs", autospec=True) as logs,
-        mock.patch.object(BackendAIHook, "destroy_session", autospec=True) as destroy,
-        mock.patch.object(BackendAIHook, "find_session", autospec=True) as find,
-        mock.patch.object(BackendAIHook, "find_sessions_by_tag", autospec=True) as find_tags,
-        mock.patch.object(BackendAIHook, "settings", new_callable=mock.PropertyMock) as settings,
-        mock.patch("airflow.providers.backend.ai.utils.waiting.time.sleep"),
-    ):
-        settings.return_value = BackendAIConnectionConfig(
-            conn_id="c", endpoint="https://api.example.com", access_key="AK", secret_key="SK"
-        )
-        create.side_effect = lambda self, spec: CreatedSession(NEW, spec.name, True, "PENDING")
-        facts.side_effect = lambda self, sid: succeeded(sid, "new")
-        logs.return_value = "done\n"
-        destroy.return_value = True
-        find.side_effect = BackendAINotFoundError("find session", status=404)
-        find_tags.return_value = {}
-        yield mock.Mock(create=create, facts=facts, destroy=destroy, find_tags=find_tags)
+def hook_calls(hook_calls):
+    """This module's sessions: the new one is NEW, and a read finds a job that succeeded."""
+    hook_calls.create.side_effect = lambda self, spec: CreatedSession(NEW, spec.name, True, "PENDING")
+    hook_calls.facts.side_effect = lambda self, sid: succeeded(sid, "new")
+    hook_calls.logs.return_value = "done\n"
+    with mock.patch("airflow.providers.backend.ai._watch.loop.time.sleep"):
+        yield hook_calls
 
 
-def destroyed(hook) -> list[str]:
-    return [c.args[1] for c in hook.destroy.call_args_list]
+def destroyed(hook_calls) -> list[str]:
+    return [c.args[1] for c in hook_calls.destroy.call_args_list]
 
 
 class TestSessionTag:
@@ -144,105 +110,115 @@ class TestSessionTag:
     def test_long_and_non_ascii_ids_still_give_a_short_tag(self):
         assert len(session_tag("데이터" * 100, "t" * 250, "r" * 250, 10_000, 99)) == 35
 
-    def test_every_create_carries_the_tag_of_its_try(self, hook):
+    def test_every_create_carries_the_tag_of_its_try(self, hook_calls, make_context):
         operator().execute(make_context(try_number=1))
         operator(session_name="custom-name").execute(make_context(try_number=2))
-        tags = [c.args[1].tag for c in hook.create.call_args_list]
+        tags = [c.args[1].tag for c in hook_calls.create.call_args_list]
         assert tags == [tag(1), tag(2)]
 
 
 class TestEarlierTriesByTag:
-    def test_a_first_try_searches_nothing(self, hook):
+    def test_a_first_try_searches_nothing(self, hook_calls, make_context):
         operator(durable=True).execute(make_context(try_number=1))
-        hook.find_tags.assert_not_called()
+        hook_calls.find_tags.assert_not_called()
 
-    def test_tries_before_the_last_clear_do_not_count(self, hook):
+    def test_tries_before_the_last_clear_do_not_count(self, hook_calls, make_context):
         # Cleared after try 2 with retries=3: max_tries = 2 + 3 = 5, so try 3 is the first counted try.
         operator(durable=True).execute(make_context(try_number=3, max_tries=5))
-        hook.find_tags.assert_not_called()
-        hook.create.assert_called_once()
+        hook_calls.find_tags.assert_not_called()
+        hook_calls.create.assert_called_once()
         # One more try after that counts try 3 only.
         operator(durable=True).execute(make_context(try_number=4, max_tries=5))
-        (call,) = hook.find_tags.call_args_list
+        (call,) = hook_calls.find_tags.call_args_list
         assert set(call.args[1]) == {tag(3)}
 
     @pytest.mark.parametrize("session_name", [None, "custom-job"])
-    def test_searches_every_earlier_tag_with_the_names_the_tries_used(self, hook, session_name):
+    def test_searches_every_earlier_tag_with_the_names_the_tries_used(
+        self, hook_calls, session_name, make_context
+    ):
         operator(session_name=session_name).execute(make_context(try_number=3))
-        (call,) = hook.find_tags.call_args_list
+        (call,) = hook_calls.find_tags.call_args_list
         assert set(call.args[1]) == {tag(1), tag(2)}
         names = {default_session_name(*RUN, 1), default_session_name(*RUN, 2)}
         assert set(call.kwargs["names"]) == (names | {session_name} if session_name else names)
 
     @pytest.mark.parametrize("session_name", [None, "custom-job"])
-    def test_non_durable_destroys_what_still_runs_then_starts_anew(self, hook, session_name):
-        hook.find_tags.return_value = {tag(2): [running(OLD2)], tag(1): [failed(OLD1)]}
+    def test_non_durable_destroys_what_still_runs_then_starts_anew(
+        self, hook_calls, session_name, make_context
+    ):
+        hook_calls.find_tags.return_value = {tag(2): [running(OLD2)], tag(1): [failed(OLD1)]}
         result = operator(session_name=session_name).execute(make_context(try_number=3))
         assert result["session_id"] == NEW
-        assert destroyed(hook) == [OLD2, NEW]  # the orphan first, the new one at its end
-        hook.create.assert_called_once()
+        assert destroyed(hook_calls) == [OLD2, NEW]  # the orphan first, the new one at its end
+        hook_calls.create.assert_called_once()
 
-    def test_the_orphan_is_destroyed_before_the_create(self, hook):
+    def test_the_orphan_is_destroyed_before_the_create(self, hook_calls, make_context):
         order = []
-        hook.find_tags.return_value = {tag(1): [running(OLD1)]}
-        hook.destroy.side_effect = lambda self, sid, **kw: order.append(("destroy", sid)) or True
-        create = hook.create.side_effect
-        hook.create.side_effect = lambda self, spec: order.append(("create", spec.name)) or create(self, spec)
+        hook_calls.find_tags.return_value = {tag(1): [running(OLD1)]}
+        hook_calls.destroy.side_effect = lambda self, sid, **kw: order.append(("destroy", sid)) or True
+        create = hook_calls.create.side_effect
+        hook_calls.create.side_effect = lambda self, spec: (
+            order.append(("create", spec.name)) or create(self, spec)
+        )
         operator(session_name="custom-job").execute(make_context(try_number=2))
         assert order[:2] == [("destroy", OLD1), ("create", "custom-job")]
 
-    def test_a_destroyed_session_of_the_same_name_is_waited_for_before_the_create(self, hook):
+    def test_a_destroyed_session_of_the_same_name_is_waited_for_before_the_create(
+        self, hook_calls, make_context
+    ):
         """The manager hands back a live (TERMINATING) session of the same name instead of creating one."""
         order = []
-        hook.find_tags.return_value = {tag(1): [running(OLD1, "custom-job")]}
+        hook_calls.find_tags.return_value = {tag(1): [running(OLD1, "custom-job")]}
         ending = iter([SessionFacts(OLD1, "TERMINATING"), SessionFacts(OLD1, "TERMINATED")])
 
         def read(self, sid):
             order.append(("read", sid))
             return next(ending) if sid == OLD1 else succeeded(sid, "custom-job")
 
-        hook.facts.side_effect = read
-        hook.destroy.side_effect = lambda self, sid, **kw: order.append(("destroy", sid)) or True
-        create = hook.create.side_effect
-        hook.create.side_effect = lambda self, spec: order.append(("create", spec.name)) or create(self, spec)
+        hook_calls.facts.side_effect = read
+        hook_calls.destroy.side_effect = lambda self, sid, **kw: order.append(("destroy", sid)) or True
+        create = hook_calls.create.side_effect
+        hook_calls.create.side_effect = lambda self, spec: (
+            order.append(("create", spec.name)) or create(self, spec)
+        )
         operator(session_name="custom-job").execute(make_context(try_number=2))
         assert order[:4] == [("destroy", OLD1), ("read", OLD1), ("read", OLD1), ("create", "custom-job")]
 
-    def test_keep_leaves_an_earlier_session_running(self, hook):
-        hook.find_tags.return_value = {tag(1): [running(OLD1)]}
+    def test_keep_leaves_an_earlier_session_running(self, hook_calls, make_context):
+        hook_calls.find_tags.return_value = {tag(1): [running(OLD1)]}
         operator(on_finish_action="keep").execute(make_context(try_number=2))
-        assert destroyed(hook) == []
-        hook.create.assert_called_once()
+        assert destroyed(hook_calls) == []
+        hook_calls.create.assert_called_once()
 
     @pytest.mark.parametrize("session_name", [None, "custom-job"])
-    def test_durable_adopts_a_running_session_of_any_name(self, hook, session_name):
-        hook.find_tags.return_value = {tag(1): [running(OLD1, "custom-job")]}
+    def test_durable_adopts_a_running_session_of_any_name(self, hook_calls, session_name, make_context):
+        hook_calls.find_tags.return_value = {tag(1): [running(OLD1, "custom-job")]}
         context = make_context(try_number=2)
         result = operator(durable=True, session_name=session_name).execute(context)
-        hook.create.assert_not_called()
+        hook_calls.create.assert_not_called()
         assert (result["session_id"], result["session_name"]) == (OLD1, "custom-job")
-        assert [c.args[1] for c in hook.facts.call_args_list] == [OLD1]
+        assert [c.args[1] for c in hook_calls.facts.call_args_list] == [OLD1]
         context["ti"].xcom_push.assert_any_call(key="session_id", value=OLD1)
-        assert destroyed(hook) == [OLD1]  # at its end, per on_finish_action
+        assert destroyed(hook_calls) == [OLD1]  # at its end, per on_finish_action
 
-    def test_durable_returns_the_result_of_a_job_that_already_succeeded(self, hook):
-        hook.find_tags.return_value = {tag(1): [succeeded(OLD1)]}
+    def test_durable_returns_the_result_of_a_job_that_already_succeeded(self, hook_calls, make_context):
+        hook_calls.find_tags.return_value = {tag(1): [succeeded(OLD1)]}
         result = operator(durable=True, session_name="custom-job").execute(make_context(try_number=2))
         assert (result["session_id"], result["result"]) == (OLD1, "SUCCESS")
-        hook.create.assert_not_called()
+        hook_calls.create.assert_not_called()
 
-    def test_durable_adopts_the_newest_try_and_destroys_other_runners(self, hook):
-        hook.find_tags.return_value = {tag(1): [running(OLD1)], tag(2): [running(OLD2)]}
+    def test_durable_adopts_the_newest_try_and_destroys_other_runners(self, hook_calls, make_context):
+        hook_calls.find_tags.return_value = {tag(1): [running(OLD1)], tag(2): [running(OLD2)]}
         result = operator(durable=True).execute(make_context(try_number=3))
         assert result["session_id"] == OLD2
-        assert destroyed(hook) == [OLD1, OLD2]
-        hook.create.assert_not_called()
+        assert destroyed(hook_calls) == [OLD1, OLD2]
+        hook_calls.create.assert_not_called()
 
-    def test_durable_starts_anew_when_the_newest_earlier_job_failed(self, hook):
-        hook.find_tags.return_value = {tag(2): [failed(OLD2)], tag(1): [running(OLD1)]}
+    def test_durable_starts_anew_when_the_newest_earlier_job_failed(self, hook_calls, make_context):
+        hook_calls.find_tags.return_value = {tag(2): [failed(OLD2)], tag(1): [running(OLD1)]}
         result = operator(durable=True).execute(make_context(try_number=3))
         assert result["session_id"] == NEW
-        assert destroyed(hook) == [OLD1, NEW]
+        assert destroyed(hook_calls) == [OLD1, NEW]
 
     def test_durable_with_a_session_name_is_accepted(self):
         assert operator(durable=True, session_name="mine").durable is True
@@ -260,9 +236,9 @@ class TestBelowAirflow33:
             op = operator(durable=True)
         assert op.durable is True
 
-    def test_a_store_in_the_context_is_not_used(self, hook):
+    def test_a_store_in_the_context_is_not_used(self, hook_calls, make_context):
         store = FakeTaskStateStore({KEY: {"session_id": OLD1, "try_number": 1}})
-        hook.find_tags.return_value = {tag(1): [running(OLD1)]}
+        hook_calls.find_tags.return_value = {tag(1): [running(OLD1)]}
         result = operator(durable=True).execute(make_context(try_number=2, store=store))
         assert result["session_id"] == OLD1  # found by its tag
         assert store.sets == []
@@ -278,74 +254,74 @@ class TestTaskStateStore:
         assert isinstance(operator(), ResumableJobMixin)
         assert operator().durable is False  # the mixin's own default (True) is not the provider's
 
-    def test_the_new_session_is_stored_before_the_wait(self, hook):
+    def test_the_new_session_is_stored_before_the_wait(self, hook_calls, make_context):
         store = FakeTaskStateStore()
 
         def first_read(self, sid):
             assert store.data[KEY] == {"session_id": NEW, "try_number": 1}
             return succeeded(sid, "new")
 
-        hook.facts.side_effect = first_read
+        hook_calls.facts.side_effect = first_read
         assert operator(durable=True).execute(make_context(store=store))["session_id"] == NEW
         assert store.sets == [(KEY, {"session_id": NEW, "try_number": 1})]
 
     @pytest.mark.parametrize("session_name", [None, "custom-job"])
-    def test_a_retry_reconnects_to_the_stored_running_session(self, hook, session_name):
+    def test_a_retry_reconnects_to_the_stored_running_session(self, hook_calls, session_name, make_context):
         store = FakeTaskStateStore({KEY: {"session_id": OLD1, "try_number": 1}})
         reads = iter([running(OLD1, "custom-job"), running(OLD1, "custom-job")])
-        hook.facts.side_effect = lambda self, sid: next(reads, succeeded(sid, "custom-job"))
+        hook_calls.facts.side_effect = lambda self, sid: next(reads, succeeded(sid, "custom-job"))
         context = make_context(try_number=2, store=store)
         result = operator(durable=True, session_name=session_name).execute(context)
         assert (result["session_id"], result["session_name"]) == (OLD1, "custom-job")
-        hook.create.assert_not_called()
-        hook.find_tags.assert_not_called()  # the store answered; no tag search
+        hook_calls.create.assert_not_called()
+        hook_calls.find_tags.assert_not_called()  # the store answered; no tag search
         assert store.sets == []
         context["ti"].xcom_push.assert_any_call(key="session_id", value=OLD1)
-        assert destroyed(hook) == [OLD1]
+        assert destroyed(hook_calls) == [OLD1]
 
-    def test_a_retry_returns_the_result_of_a_stored_session_that_succeeded(self, hook):
+    def test_a_retry_returns_the_result_of_a_stored_session_that_succeeded(self, hook_calls, make_context):
         store = FakeTaskStateStore({KEY: {"session_id": OLD1, "try_number": 1}})
         result = operator(durable=True).execute(make_context(try_number=2, store=store))
         assert (result["session_id"], result["result"]) == (OLD1, "SUCCESS")
-        hook.create.assert_not_called()
-        hook.find_tags.assert_not_called()
+        hook_calls.create.assert_not_called()
+        hook_calls.find_tags.assert_not_called()
 
-    def test_a_failed_stored_session_is_run_again_and_the_new_one_stored(self, hook):
+    def test_a_failed_stored_session_is_run_again_and_the_new_one_stored(self, hook_calls, make_context):
         store = FakeTaskStateStore({KEY: {"session_id": OLD1, "try_number": 1}})
-        hook.facts.side_effect = lambda self, sid: failed(sid) if sid == OLD1 else succeeded(sid, "new")
-        hook.find_tags.return_value = {tag(1): [failed(OLD1)]}
+        hook_calls.facts.side_effect = lambda self, sid: failed(sid) if sid == OLD1 else succeeded(sid, "new")
+        hook_calls.find_tags.return_value = {tag(1): [failed(OLD1)]}
         result = operator(durable=True).execute(make_context(try_number=2, store=store))
         assert result["session_id"] == NEW
         assert store.data[KEY] == {"session_id": NEW, "try_number": 2}
 
-    def test_the_tag_search_covers_a_worker_killed_before_the_store_write(self, hook):
+    def test_the_tag_search_covers_a_worker_killed_before_the_store_write(self, hook_calls, make_context):
         """Try 1 created its session and died before storing its id: the store is empty."""
         store = FakeTaskStateStore()
-        hook.find_tags.return_value = {tag(1): [running(OLD1)]}
+        hook_calls.find_tags.return_value = {tag(1): [running(OLD1)]}
         result = operator(durable=True).execute(make_context(try_number=2, store=store))
         assert result["session_id"] == OLD1
-        hook.create.assert_not_called()
+        hook_calls.create.assert_not_called()
         assert store.data[KEY] == {"session_id": OLD1, "try_number": 1}  # stored for the next retry
 
-    def test_the_tag_search_finds_a_newer_try_than_the_stored_failed_one(self, hook):
+    def test_the_tag_search_finds_a_newer_try_than_the_stored_failed_one(self, hook_calls, make_context):
         """Try 1's job failed (stored); try 2 created a session and died before storing it."""
         store = FakeTaskStateStore({KEY: {"session_id": OLD1, "try_number": 1}})
-        hook.facts.side_effect = lambda self, sid: failed(sid) if sid == OLD1 else succeeded(sid)
-        hook.find_tags.return_value = {tag(1): [failed(OLD1)], tag(2): [running(OLD2)]}
+        hook_calls.facts.side_effect = lambda self, sid: failed(sid) if sid == OLD1 else succeeded(sid)
+        hook_calls.find_tags.return_value = {tag(1): [failed(OLD1)], tag(2): [running(OLD2)]}
         result = operator(durable=True).execute(make_context(try_number=3, store=store))
         assert result["session_id"] == OLD2
-        hook.create.assert_not_called()
+        hook_calls.create.assert_not_called()
         assert store.data[KEY] == {"session_id": OLD2, "try_number": 2}
 
-    def test_a_session_stored_before_the_last_clear_is_not_reused(self, hook):
+    def test_a_session_stored_before_the_last_clear_is_not_reused(self, hook_calls, make_context):
         # A successful job of an earlier attempt; the user cleared the task (max_tries 3 -> 5) to run it again.
         store = FakeTaskStateStore({KEY: {"session_id": OLD1, "try_number": 1}})
         result = operator(durable=True).execute(make_context(try_number=3, max_tries=5, store=store))
         assert result["session_id"] == NEW
-        assert [c.args[1] for c in hook.facts.call_args_list] == [NEW]  # the stale one is not even read
+        assert [c.args[1] for c in hook_calls.facts.call_args_list] == [NEW]  # the stale one is not even read
         assert store.data[KEY] == {"session_id": NEW, "try_number": 3}
 
-    def test_a_stored_session_the_manager_forgot_is_replaced(self, hook):
+    def test_a_stored_session_the_manager_forgot_is_replaced(self, hook_calls, make_context):
         store = FakeTaskStateStore({KEY: {"session_id": OLD1, "try_number": 1}})
 
         def read(self, sid):
@@ -353,44 +329,44 @@ class TestTaskStateStore:
                 raise BackendAINotFoundError("read", status=404)
             return succeeded(sid, "new")
 
-        hook.facts.side_effect = read
+        hook_calls.facts.side_effect = read
         assert operator(durable=True).execute(make_context(try_number=2, store=store))["session_id"] == NEW
 
-    def test_an_unreadable_entry_is_ignored(self, hook):
+    def test_an_unreadable_entry_is_ignored(self, hook_calls, make_context):
         store = FakeTaskStateStore({KEY: [1, 2]})
         assert operator(durable=True).execute(make_context(try_number=2, store=store))["session_id"] == NEW
 
-    def test_a_bare_session_id_is_accepted(self, hook):
+    def test_a_bare_session_id_is_accepted(self, hook_calls, make_context):
         store = FakeTaskStateStore({KEY: OLD1})
         assert operator(durable=True).execute(make_context(try_number=2, store=store))["session_id"] == OLD1
 
-    def test_non_durable_leaves_the_store_alone(self, hook):
+    def test_non_durable_leaves_the_store_alone(self, hook_calls, make_context):
         store = mock.create_autospec(FakeTaskStateStore, instance=True)
         operator().execute(make_context(store=store))
         store.get.assert_not_called()
         store.set.assert_not_called()
 
-    def test_a_failed_store_write_destroys_the_new_session(self, hook):
+    def test_a_failed_store_write_destroys_the_new_session(self, hook_calls, make_context):
         store = FakeTaskStateStore(fail_set=True)
         with pytest.raises(RuntimeError, match="the API server is down"):
             operator(durable=True).execute(make_context(store=store))
-        assert destroyed(hook) == [NEW]
+        assert destroyed(hook_calls) == [NEW]
 
     @time_machine.travel("2026-01-01 00:00:00", tick=False)
-    def test_deferrable_durable_reconnects_then_defers(self, hook):
+    def test_deferrable_durable_reconnects_then_defers(self, hook_calls, make_context):
         store = FakeTaskStateStore({KEY: {"session_id": OLD1, "try_number": 1}})
-        hook.facts.side_effect = lambda self, sid: running(sid, "custom-job")
+        hook_calls.facts.side_effect = lambda self, sid: running(sid, "custom-job")
         with pytest.raises(TaskDeferred) as deferred:
             operator(durable=True, deferrable=True).execute(make_context(try_number=2, store=store))
         assert deferred.value.trigger.session_id == OLD1
         assert deferred.value.trigger.session_name == "custom-job"
-        hook.create.assert_not_called()
-        assert destroyed(hook) == []
+        hook_calls.create.assert_not_called()
+        assert destroyed(hook_calls) == []
 
     @time_machine.travel("2026-01-01 00:00:00", tick=False)
-    def test_deferrable_durable_stores_the_new_session_then_defers(self, hook):
+    def test_deferrable_durable_stores_the_new_session_then_defers(self, hook_calls, make_context):
         store = FakeTaskStateStore()
-        hook.facts.side_effect = lambda self, sid: running(sid, "new")
+        hook_calls.facts.side_effect = lambda self, sid: running(sid, "new")
         with pytest.raises(TaskDeferred) as deferred:
             operator(durable=True, deferrable=True).execute(make_context(store=store))
         assert deferred.value.trigger.session_id == NEW

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow.providers.backend.ai.utils.session_state import SessionFacts, Verdict, judge_session
+from airflow.providers.backend.ai._session.state import SessionFacts, Verdict, judge_session
 
 
 @pytest.mark.parametrize(

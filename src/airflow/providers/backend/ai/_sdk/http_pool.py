@@ -25,7 +25,6 @@ session (``aiohttp_session=``); SDK 25.5 cannot, and each trigger then keeps its
 from __future__ import annotations
 
 import asyncio
-import inspect
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -35,12 +34,6 @@ if TYPE_CHECKING:
     import aiohttp
 
 _pool: dict[tuple[asyncio.AbstractEventLoop, str, bool], tuple[aiohttp.ClientSession, int]] = {}
-
-
-def sdk_accepts_shared_session() -> bool:
-    from ai.backend.client.session import AsyncSession
-
-    return "aiohttp_session" in inspect.signature(AsyncSession.__init__).parameters
 
 
 @asynccontextmanager
@@ -62,11 +55,3 @@ async def shared_client_session(endpoint: str, *, skip_ssl: bool) -> AsyncIterat
             await session.close()
         else:
             _pool[key] = (session, users - 1)
-
-
-def open_client_sessions() -> int:
-    """How many shared client sessions are open (for tests and benchmarks)."""
-    return len(_pool)
-
-
-__all__ = ["open_client_sessions", "sdk_accepts_shared_session", "shared_client_session"]

@@ -21,7 +21,7 @@ The manager announces a batch job's end on its event stream about 10 ms after th
 before the session is TERMINATED. It sends a caller the events of all the caller's sessions whatever the
 filter, so one stream serves every waiter of a process (hundreds of triggers in a triggerer); events are
 handed to the waiters of their ``sessionId``. An event only wakes a waiter: the waiter then reads the
-session's state, which stays the single source of truth (``utils.session_state``).
+session's state, which stays the single source of truth (``_session.state``).
 
 The stream has no replay, so every (re)opening wakes all waiters for one read. It is re-signed on every
 reconnect (a signature's ``Date`` ages out after 15 minutes), with a bounded backoff. An answer such as
@@ -38,16 +38,16 @@ import logging
 import os
 import threading
 import time
-import warnings
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from airflow.providers.backend.ai._sdk.events import event_stream_session, open_session_events
+from airflow.providers.backend.ai.exceptions import BackendAIAPIError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
 
-    from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
-    from airflow.providers.backend.ai.utils.connection_config import BackendAIConnectionConfig
+    from airflow.providers.backend.ai._sdk.connection import BackendAIConnectionConfig
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,6 @@ WAKE_EVENTS = frozenset(
 #: Backoff between two attempts to open the stream; it restarts once a stream stayed open this long.
 RECONNECT_FIRST_DELAY = 0.5
 RECONNECT_MAX_DELAY = 30.0
-#: A stream silent for longer is dead: the manager sends a ping comment every 15 s.
-STREAM_READ_TIMEOUT = 45.0
 #: HTTP statuses worth another try; any other error answer means the stream is not offered here.
 _TRANSIENT_STATUSES = frozenset({408, 429})
 
@@ -107,12 +105,11 @@ class SessionEventHub:
     """The one event stream of a connection in one event loop; it runs while some session is watched."""
 
     def __init__(self, settings: BackendAIConnectionConfig) -> None:
-        self._settings = replace(settings, request_timeout=max(settings.request_timeout, STREAM_READ_TIMEOUT))
+        self._settings = settings
         self._subscribers: dict[str, set[_Subscriber]] = {}
         self._task: asyncio.Task[None] | None = None
         self.state = StreamState.CONNECTING
         self.unavailable_reason: str | None = None
-        self.opened_count = 0
 
     def add(self, session_id: str, subscriber: _Subscriber) -> None:
         self._subscribers.setdefault(session_id, set()).add(subscriber)
@@ -161,29 +158,23 @@ class SessionEventHub:
             self._set_state(StreamState.UNAVAILABLE, Wake.LOST)
 
     async def _stream_until_cancelled(self) -> None:
-        from ai.backend.client.exceptions import APIVersionWarning, BackendAPIError
-        from ai.backend.client.session import AsyncSession
-
-        from airflow.providers.backend.ai.utils.sdk_compat import build_api_config
-
-        warnings.filterwarnings("ignore", category=APIVersionWarning)
         delay = RECONNECT_FIRST_DELAY
-        async with AsyncSession(config=build_api_config(self._settings)):  # routes this task's requests
+        async with event_stream_session(self._settings):  # routes this task's requests
             while True:
                 opened_at = None
                 try:
-                    async with _open_stream() as response:
+                    async with open_session_events() as messages:
                         opened_at = time.monotonic()
                         self._set_state(StreamState.OPEN, Wake.OPENED)
-                        async for message in response.fetch_events():
-                            self._dispatch(message.event, message.data)
+                        async for name, data in messages:
+                            self._dispatch(name, data)
                     failure = "the manager closed it"
-                except BackendAPIError as exc:
-                    if exc.status not in _TRANSIENT_STATUSES and exc.status < 500:
-                        self.unavailable_reason = f"HTTP {exc.status} {exc.reason}".strip()
+                except BackendAIAPIError as exc:
+                    if _refused(exc.status):
+                        self.unavailable_reason = f"HTTP {exc.status} {exc.title or ''}".strip()
                         self._set_state(StreamState.UNAVAILABLE, Wake.LOST)
                         return
-                    failure = f"HTTP {exc.status}"
+                    failure = f"HTTP {exc.status}" if exc.status else "no response"
                 except Exception as exc:  # network errors of every kind: try again after a pause
                     failure = type(exc).__name__
                 if opened_at is not None and time.monotonic() - opened_at >= RECONNECT_MAX_DELAY:
@@ -195,23 +186,12 @@ class SessionEventHub:
 
     def _set_state(self, state: StreamState, wake: Wake) -> None:
         self.state = state
-        if state is StreamState.OPEN:
-            self.opened_count += 1
         self._notify_all(wake)
 
 
-def _open_stream() -> Any:
-    """A freshly signed request for the caller's session events (all sessions; ``scope=session``)."""
-    from ai.backend.client.request import Request, SSEResponse
-
-    class OneShotResponse(SSEResponse):
-        """The SDK's stream reconnects forever with the first signature; the hub reconnects instead."""
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, auto_reconnect=False, **kwargs)
-
-    request = Request("GET", "/events/session", params={"sessionName": "*", "scope": "session"})
-    return request.connect_events(response_cls=OneShotResponse)
+def _refused(status: int | None) -> bool:
+    """An error answer that means the stream is not offered here (a proxy, an endpoint without it)."""
+    return status is not None and status < 500 and status not in _TRANSIENT_STATUSES
 
 
 # -- the hubs of this process ------------------------------------------------------------------------
@@ -238,11 +218,6 @@ def _detach(settings: BackendAIConnectionConfig, session_id: str, subscriber: _S
     hub = _hubs.get(key)
     if hub is not None and hub.remove(session_id, subscriber):
         del _hubs[key]
-
-
-def open_event_streams() -> int:
-    """How many event streams this process holds open (for tests and benchmarks)."""
-    return sum(hub.state is StreamState.OPEN for hub in list(_hubs.values()))
 
 
 class _EventWatch:
@@ -291,9 +266,10 @@ class AsyncEventWatch(_EventWatch):
 
 
 @asynccontextmanager
-async def watch_session_events(hook: BackendAIHook, session_id: str) -> AsyncIterator[AsyncEventWatch]:
-    """Watch one session's events over the loop's shared stream for the hook's connection."""
-    settings = await hook.a_settings()
+async def watch_session_events(
+    settings: BackendAIConnectionConfig, session_id: str
+) -> AsyncIterator[AsyncEventWatch]:
+    """Watch one session's events over the loop's shared stream for the connection."""
     signal = asyncio.Event()
     subscriber = _Subscriber(signal.set)
     hub = _attach(settings, session_id, subscriber)
@@ -340,9 +316,10 @@ def _event_thread_loop() -> asyncio.AbstractEventLoop:
 
 
 @contextmanager
-def watch_session_events_sync(hook: BackendAIHook, session_id: str) -> Iterator[SyncEventWatch]:
+def watch_session_events_sync(
+    settings: BackendAIConnectionConfig, session_id: str
+) -> Iterator[SyncEventWatch]:
     """Watch one session's events from a worker thread; the shared stream runs in the event thread."""
-    settings = hook.settings
     loop = _event_thread_loop()
     signal = threading.Event()
     subscriber = _Subscriber(signal.set)
@@ -358,15 +335,3 @@ def watch_session_events_sync(hook: BackendAIHook, session_id: str) -> Iterator[
         yield SyncEventWatch(hub, subscriber, signal)
     finally:
         asyncio.run_coroutine_threadsafe(detach(), loop).result(_THREAD_CALL_TIMEOUT)
-
-
-__all__ = [
-    "AsyncEventWatch",
-    "SessionEventHub",
-    "StreamState",
-    "SyncEventWatch",
-    "Wake",
-    "open_event_streams",
-    "watch_session_events",
-    "watch_session_events_sync",
-]

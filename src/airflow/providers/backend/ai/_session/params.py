@@ -28,12 +28,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-ON_FINISH_ACTIONS = ("destroy", "keep", "destroy_on_success")
 CLUSTER_MODES = ("single-node", "multi-node")
 #: Backend.AI session names: 4-64 ASCII word characters, dots and dashes, starting and ending with a word
 #: character (the manager's ``SessionName`` validator matches with ``re.ASCII``).
 SESSION_NAME_PATTERN = re.compile(r"^(?=.{4,64}\Z)\w[\w.-]*\w\Z", re.ASCII)
-#: A resource slot name: ``cpu``, ``mem``, ``cuda.devices``, ``cuda.shares``, ``rocm.device``, ...
+#: A resource slot name: ``cpu``, ``mem``, ``cuda.device``, ``cuda.shares``, ``rocm.device``, ...
 _SLOT_NAME = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)*\Z")
 #: A slot amount: a number with an optional binary-size suffix (``4``, ``0.5``, ``8g``, ``512m``, ``1.5GiB``).
 _SLOT_AMOUNT = re.compile(r"^\d+(\.\d+)?\s*([kmgtpe](i?b)?|b)?\Z", re.IGNORECASE)
@@ -45,6 +44,12 @@ def check_choice(parameter: str, value: Any, accepted: tuple[str, ...]) -> str:
         raise ValueError(
             f"Invalid {parameter} {value!r}: accepted values are {', '.join(map(repr, accepted))}"
         )
+    return value
+
+
+def check_bool(parameter: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"Invalid {parameter} {value!r}: expected True or False")
     return value
 
 
@@ -96,7 +101,7 @@ def check_non_empty_string(parameter: str, value: Any) -> str:
 
 
 def check_resources(value: Any) -> dict[str, str | int]:
-    """Resource slots such as ``{"cpu": 4, "mem": "8g", "cuda.devices": 1}``; amounts are numbers or sizes."""
+    """Resource slots such as ``{"cpu": 4, "mem": "8g", "cuda.device": 1}``; amounts are numbers or sizes."""
     if value is None:
         return {}
     if not isinstance(value, Mapping):
@@ -105,7 +110,7 @@ def check_resources(value: Any) -> dict[str, str | int]:
     for slot, amount in value.items():
         if not isinstance(slot, str) or not _SLOT_NAME.match(slot):
             raise ValueError(
-                f"Invalid resources slot name {slot!r}: expected names like 'cpu', 'mem' or 'cuda.devices'"
+                f"Invalid resources slot name {slot!r}: expected names like 'cpu', 'mem' or 'cuda.device'"
             )
         if isinstance(amount, bool) or not (
             (isinstance(amount, int | float) and amount > 0)

@@ -16,7 +16,7 @@
 # under the License.
 from __future__ import annotations
 
-from airflow.providers.backend.ai.utils.log_follower import LogFollower
+from airflow.providers.backend.ai._watch.log_follower import LogFollower
 
 
 def follower(limit: int = 10_000) -> tuple[LogFollower, list[str]]:

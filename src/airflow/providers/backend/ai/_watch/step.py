@@ -1,0 +1,342 @@
+# Licensed to the Apache Software Foundation (ASF) under one
+# or more contributor license agreements.  See the NOTICE file
+# distributed with this work for additional information
+# regarding copyright ownership.  The ASF licenses this file
+# to you under the Apache License, Version 2.0 (the
+# "License"); you may not use this file except in compliance
+# with the License.  You may obtain a copy of the License at
+#
+#   http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing,
+# software distributed under the License is distributed on an
+# "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY
+# KIND, either express or implied.  See the License for the
+# specific language governing permissions and limitations
+# under the License.
+"""
+What to do next while a session is watched, decided without any I/O: the one step both waiting paths drive.
+
+A :class:`Watch` is told what happened (a read of the session's state, a failed read, a wake-up from the
+event stream, or a pause that ran out) and answers with what to do next: :class:`ReadNow`, :class:`Pause`
+or :class:`Done`. The worker's loop and the trigger (``_watch.loop``) perform those actions with sync and
+async I/O; everything else, the schedule, the deadlines and the verdict, is here once.
+
+With the event stream open (``_watch.hub``) a watch reads the state when an event says the job ended, when
+the stream (re)opens, and otherwise once per ``poll_interval`` (a safety poll that bounds what a lost event
+can cost). Without the stream it polls alone, fast while the job is young (see :func:`poll_delays`).
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Protocol
+
+from airflow.providers.backend.ai._session.state import SessionFacts, Verdict
+from airflow.providers.backend.ai._watch.hub import StreamState, Wake
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from airflow.providers.backend.ai.exceptions import BackendAITransientError
+
+#: First delay between two status reads when polling alone. Reads then slow down by BACKOFF up to the poll
+#: interval, so a short job is seen to end within about a second while a long one costs one request per
+#: poll interval. The backoff starts again when the job is first seen running: on a real manager a session
+#: takes ~10 s to start, and a job that ends soon after would otherwise fall between two far-apart reads.
+FIRST_POLL_DELAY = 0.25
+BACKOFF = 1.5
+#: How long reads may keep failing (each after the hook's own retries) before the wait gives up, in poll
+#: intervals: a manager restart takes some 20 s, and the job goes on meanwhile.
+OUTAGE_POLL_INTERVALS = 2
+#: Longest wait for the event stream to open before the first read (a read after it opens sees any end
+#: that came before).
+STREAM_OPEN_WAIT = 2.0
+
+
+class TaskLog(Protocol):
+    """What is needed of a logger: a stdlib ``logging.Logger`` (Airflow 2) or a structlog one (Airflow 3)."""
+
+    def info(self, msg: Any, /, *args: Any) -> Any: ...
+
+    def warning(self, msg: Any, /, *args: Any) -> Any: ...
+
+
+class StreamStatus(Protocol):
+    """How the event stream is doing, as a watch sees it (``_watch.hub``'s event watches)."""
+
+    @property
+    def state(self) -> StreamState: ...
+
+    @property
+    def unavailable_reason(self) -> str | None: ...
+
+
+def poll_delays(poll_interval: float) -> list[float]:
+    """The delays before the first reads: growing from FIRST_POLL_DELAY, then poll_interval forever."""
+    delays, delay = [], min(FIRST_POLL_DELAY, poll_interval)
+    while delay < poll_interval:
+        delays.append(delay)
+        delay *= BACKOFF
+    return [*delays, poll_interval]
+
+
+# -- what happened (the step's input) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A read of the session's state: its facts, or the transient error that a read ended with."""
+
+    facts: SessionFacts | None = None
+    error: BackendAITransientError | None = None
+    #: The ``reason`` of the session's end event, when one came (the manager records it ~30 ms later).
+    event_reason: str | None = None
+
+
+#: A pause ends with a wake-up from the event stream, or with None when it ran its full length.
+Happened = Reading | Wake | None
+
+
+# -- what to do (the step's output) --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReadNow:
+    """Forget the stream's pending wake-ups, then read the session's state and report it as a :class:`Reading`."""
+
+
+@dataclass(frozen=True)
+class Pause:
+    """
+    Wait ``seconds``, then report how the pause ended.
+
+    :param on_events: an event from the stream may cut the pause short; else it is a plain sleep.
+    :param stream_log: first copy the new lines of the session's log into the task log (``log_streaming``).
+    """
+
+    seconds: float
+    on_events: bool = False
+    stream_log: bool = False
+
+
+class End(enum.StrEnum):
+    """Why a watch is over."""
+
+    ENDED = "ended"  # the job ended (its verdict is not RUNNING)
+    STARTED = "started"  # it started, and the watch was only waiting for that
+    START_TIMEOUT = "start_timeout"  # the startup deadline passed before it started
+    END_TIMEOUT = "end_timeout"  # the end deadline passed before it ended
+
+
+@dataclass(frozen=True)
+class Done:
+    """The watch is over: why, and the last facts read (None when no read succeeded)."""
+
+    end: End
+    facts: SessionFacts | None
+
+
+Action = ReadNow | Pause | Done
+
+
+class _Phase(enum.Enum):
+    FIRST_PAUSE = enum.auto()  # waiting before the first read
+    OPENING = enum.auto()  # waiting for the event stream to open
+    WATCHING = enum.auto()
+
+
+@dataclass(frozen=True)
+class WatchPlan:
+    """
+    What a watch is for: how often to read, its deadlines, and what it asks for besides reads.
+
+    :param poll_interval: the longest pause between two reads (the safety poll while events arrive).
+    :param startup_deadline: Unix time by which the session must have started, or None.
+    :param end_deadline: Unix time by which the job must have ended, or None.
+    :param until_started: the watch is over as soon as the session has started.
+    :param read_first: read at once; else pause first (the task read the state just before deferring).
+    :param stream_logs: ask for the log to be streamed while the job runs.
+    :param log_every: stream the log on every ``log_every``-th read, at ``log_phase`` of that cycle.
+    """
+
+    poll_interval: float
+    startup_deadline: float | None = None
+    end_deadline: float | None = None
+    until_started: bool = False
+    read_first: bool = True
+    stream_logs: bool = False
+    log_every: int = 1
+    log_phase: int = 0
+
+
+class Watch:
+    """
+    The state of one watched session, stepped by a loop that performs the I/O it asks for.
+
+    :param session_id: the watched session.
+    :param plan: what the watch is for.
+    :param log: where status changes, failed reads and the switch to polling are written.
+    """
+
+    def __init__(self, session_id: str, plan: WatchPlan, log: TaskLog) -> None:
+        self.session_id = session_id
+        self.plan = plan
+        self.facts: SessionFacts | None = None
+        self._log = log
+        self._phase = _Phase.WATCHING if plan.read_first else _Phase.FIRST_PAUSE
+        self._delays = poll_delays(plan.poll_interval)
+        self._pauses = itertools.count()  # pauses since the schedule last started over
+        self._running_reads = itertools.count(1)
+        self._started = False
+        self._last_status: str | None = None
+        self._said_polling = False
+        self._failing_since: float | None = None
+        self._end_announced = False
+        self._woken_by: Wake | None = None
+        self._reread_for_reason = False
+
+    def start(self, *, now: float, stream: StreamStatus | None) -> Action:
+        """The first action."""
+        if self._phase is _Phase.FIRST_PAUSE:
+            return Pause(self._next_delay(None))
+        return self._open_or_read(stream)
+
+    def step(self, happened: Happened, *, now: float, stream: StreamStatus | None) -> Action:
+        """The next action, after ``happened``; ``stream`` is the event stream's state (None without one)."""
+        if isinstance(happened, Reading):
+            return self._after_read(happened, now, stream)
+        if self._phase is _Phase.FIRST_PAUSE:
+            return self._open_or_read(stream)
+        if self._phase is _Phase.OPENING:
+            self._phase = _Phase.WATCHING
+            return ReadNow()
+        self._woken_by = happened
+        if happened is Wake.LOST:  # a lost stream calls for faster reads, not for one now
+            return self._pause(now, stream)
+        return ReadNow()
+
+    @property
+    def end_pending(self) -> bool:
+        """
+        An event said the job ended, but no read has shown it yet.
+
+        The log is not streamed meanwhile: the final log read follows at once, and a read now may meet the
+        manager's HTTP 500 window (the kernel is gone, the session not yet TERMINATED), whose retries would
+        hold up the wait by seconds.
+        """
+        return self._end_announced
+
+    # -- reads -----------------------------------------------------------------------------------------
+
+    def _open_or_read(self, stream: StreamStatus | None) -> Action:
+        if (
+            stream is not None and stream.state is StreamState.CONNECTING
+        ):  # read once the stream is open: the read sees any earlier end
+            self._phase = _Phase.OPENING
+            return Pause(STREAM_OPEN_WAIT, on_events=True)
+        self._phase = _Phase.WATCHING
+        return ReadNow()
+
+    def _after_read(self, reading: Reading, now: float, stream: StreamStatus | None) -> Action:
+        woken_by, self._woken_by = self._woken_by, None
+        if reading.facts is None:
+            assert reading.error is not None
+            self._read_failed(reading.error, now)
+            return self._pause(now, stream)
+        facts = self._saw(reading.facts, reading.event_reason)
+        if facts.verdict is not Verdict.RUNNING:
+            if facts.status_info is None and not self._reread_for_reason:
+                self._reread_for_reason = True  # the reason is recorded just after the result
+                return Pause(FIRST_POLL_DELAY)
+            return Done(End.ENDED, facts)
+        if self.plan.until_started and facts.has_started:
+            return Done(End.STARTED, facts)
+        if woken_by is Wake.EVENT and not self._end_announced:
+            # A busy manager can take seconds to record a result its agent already announced (measured:
+            # 6 s with 200 sessions on 2 cores): read again soon rather than after a whole poll interval.
+            self._end_announced, self._pauses = True, itertools.count()
+        return self._pause(now, stream, stream_log=self._log_due(facts))
+
+    def _saw(self, facts: SessionFacts, event_reason: str | None) -> SessionFacts:
+        """Note a read: log a new status, restart the fast reads when the job is first seen running."""
+        self._failing_since = None
+        if facts.status != self._last_status:
+            self._log.info("Session %s is %s %s", self.session_id, facts.status, facts.status_info or "")
+            self._last_status = facts.status
+        if facts.has_started and not self._started:
+            self._started, self._pauses = True, itertools.count()
+        if facts.status_info is None and event_reason is not None and facts.verdict is not Verdict.RUNNING:
+            facts = replace(facts, status_info=event_reason)  # the end event's reason, recorded ~30 ms later
+        self.facts = facts
+        return facts
+
+    def _read_failed(self, error: BackendAITransientError, now: float) -> None:
+        """Tolerate failed reads for OUTAGE_POLL_INTERVALS poll intervals, then re-raise the last one."""
+        if self._failing_since is None:
+            self._failing_since = now
+        if now - self._failing_since > OUTAGE_POLL_INTERVALS * self.plan.poll_interval:
+            raise error
+        self._log.warning("Could not read the state of session %s (%s); trying again", self.session_id, error)
+
+    def _log_due(self, facts: SessionFacts) -> bool:
+        reads = next(self._running_reads)
+        return (
+            self.plan.stream_logs
+            and facts.has_started
+            and not self._end_announced
+            and reads % self.plan.log_every == self.plan.log_phase % self.plan.log_every
+        )
+
+    # -- pauses and deadlines --------------------------------------------------------------------------
+
+    def _pause(self, now: float, stream: StreamStatus | None, *, stream_log: bool = False) -> Action:
+        delay = self._next_delay(stream)
+        deadline, end = self._deadline()
+        if deadline is not None:
+            if now >= deadline:
+                return Done(end, self.facts)
+            delay = min(delay, deadline - now)
+        if stream is None:
+            return Pause(delay, stream_log=stream_log)
+        self._note_stream(stream)
+        return Pause(delay, on_events=True, stream_log=stream_log)
+
+    def _deadline(self) -> tuple[float | None, End]:
+        """
+        The deadline that applies now: the startup deadline until the job started, and the end deadline.
+
+        None before the first successful read: there is nothing to judge yet, and failing reads end the
+        watch on their own (after OUTAGE_POLL_INTERVALS).
+        """
+        if self.facts is None:
+            return None, End.END_TIMEOUT
+        startup = None if self.facts.has_started else self.plan.startup_deadline
+        if startup is not None and (self.plan.end_deadline is None or startup <= self.plan.end_deadline):
+            return startup, End.START_TIMEOUT
+        return self.plan.end_deadline, End.END_TIMEOUT
+
+    def _next_delay(self, stream: StreamStatus | None) -> float:
+        """The pause before the next read: the poll interval while events arrive, else the fast schedule."""
+        pauses = next(self._pauses)
+        if stream is not None and stream.state is StreamState.OPEN and not self._end_announced:
+            return self.plan.poll_interval
+        return self._delays[min(pauses, len(self._delays) - 1)]
+
+    def _note_stream(self, stream: StreamStatus) -> None:
+        """Say once why this watch polls although events were asked for."""
+        if stream.state is StreamState.OPEN or self._said_polling:
+            return
+        self._said_polling = True
+        if stream.state is StreamState.UNAVAILABLE:
+            why = f"is not available ({stream.unavailable_reason})"
+        else:
+            why = "did not open (yet)"
+        self._log.info(
+            "The Backend.AI event stream %s; watching session %s by polling, at most every %g s",
+            why,
+            self.session_id,
+            self.plan.poll_interval,
+        )
