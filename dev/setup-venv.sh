@@ -15,4 +15,18 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 uv pip sync --quiet --python "$venv/bin/python" "$REPO_ROOT/requirements/$line.lock.txt"
 uv pip install --quiet --python "$venv/bin/python" --no-deps -e "$REPO_ROOT"
+if [ "$line" = airflow2 ]; then
+  # The editable install puts src/ on sys.path, and src/airflow/providers/__init__.py (the namespace stub
+  # every apache/airflow provider carries; the wheel has none) then hides the provider on Airflow 2.11:
+  # its airflow/exceptions.py imports airflow.providers.cncf.kubernetes before airflow/__init__.py extends
+  # airflow.__path__, so airflow.providers is fixed as a namespace without src/, and a regular package
+  # found later is never merged into it. Point the editable path at a tree without the stubs instead
+  # (the provider code itself stays the live source, through a symlink).
+  shadow="$venv/provider-src"
+  mkdir -p "$shadow/airflow/providers"
+  ln -sfn "$REPO_ROOT/src/airflow/providers/backend" "$shadow/airflow/providers/backend"
+  for pth in "$venv"/lib/python*/site-packages/airflow.providers.backend.ai.pth; do
+    echo "$shadow" > "$pth"
+  done
+fi
 echo "$venv ready ($("$venv/bin/python" --version))" >&2
