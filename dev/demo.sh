@@ -42,7 +42,9 @@ fi
 export AIRFLOW_HOME="$work/airflow-home"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__DAGS_FOLDER="$REPO_ROOT/tests/system/backend/ai"
-export PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}"
+# The example Dag ends with apache/airflow's system-test tail (tests_common's get_test_run and watcher);
+# outside apache/airflow the stand-in in dev/standalone answers those imports.
+export PYTHONPATH="$REPO_ROOT/dev/standalone${PYTHONPATH:+:$PYTHONPATH}"
 AIRFLOW_CONN_BACKEND_AI_DEFAULT="$("$venv/bin/python" -c 'import json, sys; print(json.dumps({"conn_type": "backend_ai", "host": sys.argv[1], "login": sys.argv[2], "password": sys.argv[3]}))' "$endpoint" "$access_key" "$secret_key")"
 export AIRFLOW_CONN_BACKEND_AI_DEFAULT
 
