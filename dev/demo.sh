@@ -1,4 +1,21 @@
 #!/usr/bin/env bash
+# Licensed to the Apache Software Foundation (ASF) under one
+# or more contributor license agreements.  See the NOTICE file
+# distributed with this work for additional information
+# regarding copyright ownership.  The ASF licenses this file
+# to you under the Apache License, Version 2.0 (the
+# "License"); you may not use this file except in compliance
+# with the License.  You may obtain a copy of the License at
+#
+#   http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing,
+# software distributed under the License is distributed on an
+# "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY
+# KIND, either express or implied.  See the License for the
+# specific language governing permissions and limitations
+# under the License.
+#
 # README's first command: set up the Airflow 3 line, start the local Backend.AI emulator, run the example
 # Dag with `airflow dags test`, show where the job output is, and stop everything this script started.
 #
@@ -42,7 +59,9 @@ fi
 export AIRFLOW_HOME="$work/airflow-home"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__DAGS_FOLDER="$REPO_ROOT/tests/system/backend/ai"
-export PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}"
+# The example Dag ends with apache/airflow's system-test tail (tests_common's get_test_run and watcher);
+# outside apache/airflow the stand-in in dev/standalone answers those imports.
+export PYTHONPATH="$REPO_ROOT/dev/standalone${PYTHONPATH:+:$PYTHONPATH}"
 AIRFLOW_CONN_BACKEND_AI_DEFAULT="$("$venv/bin/python" -c 'import json, sys; print(json.dumps({"conn_type": "backend_ai", "host": sys.argv[1], "login": sys.argv[2], "password": sys.argv[3]}))' "$endpoint" "$access_key" "$secret_key")"
 export AIRFLOW_CONN_BACKEND_AI_DEFAULT
 

@@ -25,14 +25,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the example Dag is included from tests/system
+# Stand-ins for the Sphinx extensions apache/airflow's devel-common provides (exampleinclude, the
+# airflow-providers-commits directive, and the autoapi-generated System tests page); see docs/exts/.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "exts"))
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-docs-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 project = "apache-airflow-providers-backend-ai"
 copyright = "The Apache Software Foundation"
 release = version = "0.1.0"
-extensions = ["sphinx.ext.autodoc", "sphinx.ext.intersphinx"]
-exclude_patterns = ["_build"]
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.intersphinx",
+    "exampleinclude",
+    "providers_commits",
+    "system_tests_pages",
+]
+exclude_patterns = ["_build", "exts"]
 html_theme = "alabaster"
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"

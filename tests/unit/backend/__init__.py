@@ -14,3 +14,9 @@
 # KIND, either express or implied.  See the License for the
 # specific language governing permissions and limitations
 # under the License.
+#
+# "backend" is a namespace level shared by the providers under airflow.providers.backend (like "apache" or
+# "dbt" in apache/airflow), so its test package extends __path__ as upstream's check requires.
+from __future__ import annotations
+
+__path__ = __import__("pkgutil").extend_path(__path__, __name__)

@@ -115,15 +115,14 @@ with DAG(
     fails_on_purpose >> report_failure()
     create >> wait >> destroy
 
-    # Fail the run if any task other than the one meant to fail fails.
-    @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0)
-    def watcher() -> None:
-        raise AirflowException("Failing task because one or more upstream tasks failed.")
+    from tests_common.test_utils.watcher import watcher
 
+    # destroy_session and report_failure run whatever happened upstream (ALL_DONE), so the run's state alone
+    # would hide a failed task: the watcher fails the run when any task but the one meant to fail fails.
     [t for t in dag.tasks if t.task_id != "fails_on_purpose"] >> watcher()
 
 
-from tests.system.utils import get_test_run  # noqa: E402
+from tests_common.test_utils.system_tests import get_test_run  # noqa: E402
 
-# Needed to run the example Dag with pytest (see tests/system/README.md).
+# Needed to run the example Dag with pytest (tests_common's get_test_run; see dev/standalone/tests_common).
 test_run = get_test_run(dag)

@@ -14,27 +14,18 @@
 # KIND, either express or implied.  See the License for the
 # specific language governing permissions and limitations
 # under the License.
-"""
-Run an example Dag as a pytest test, as apache/airflow's ``tests_common...system_tests.get_test_run`` does.
-
-``tests_common`` is not published on PyPI, so this standalone provider keeps its own small version.
-"""
+"""The watcher task of system tests: it fails the Dag run when any task it watches failed."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
+from airflow.providers.common.compat.sdk import AirflowException, TriggerRule, task
 
 
-def get_test_run(dag: Any) -> Callable[[], None]:
-    """Return a test function that runs ``dag`` with ``dag.test()`` and requires the run to succeed."""
+@task(trigger_rule=TriggerRule.ONE_FAILED, retries=0)
+def watcher() -> None:
+    """
+    Fail, and so fail the Dag run, as soon as one upstream task failed.
 
-    def test_run() -> None:
-        dag_run = dag.test()
-        states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
-        assert dag_run.state == "success", f"Dag run {dag_run.run_id} ended {dag_run.state}: {states}"
-
-    test_run.dag = dag  # type: ignore[attr-defined]
-    return test_run
+    A teardown or an ALL_DONE task would otherwise let a run with a failed task end as a success.
+    """
+    raise AirflowException("Failing task because one or more upstream tasks failed.")

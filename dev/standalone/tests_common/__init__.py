@@ -1,0 +1,24 @@
+# Licensed to the Apache Software Foundation (ASF) under one
+# or more contributor license agreements.  See the NOTICE file
+# distributed with this work for additional information
+# regarding copyright ownership.  The ASF licenses this file
+# to you under the Apache License, Version 2.0 (the
+# "License"); you may not use this file except in compliance
+# with the License.  You may obtain a copy of the License at
+#
+#   http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing,
+# software distributed under the License is distributed on an
+# "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY
+# KIND, either express or implied.  See the License for the
+# specific language governing permissions and limitations
+# under the License.
+"""
+Stand-in for apache/airflow's ``tests_common`` (the apache-airflow-devel-common distribution).
+
+Only the standalone repository puts it on the path (pytest's ``pythonpath`` in pyproject.toml, and
+dev/demo.sh's PYTHONPATH). Inside apache/airflow the real ``tests_common`` answers the same imports, so
+the provider's test files stay unchanged when the directory moves to providers/backend/ai/, and this
+folder is then deleted. It holds only the names this provider's tests use, written for this repository.
+"""
