@@ -122,7 +122,7 @@ def _write_dags(folder: Path) -> dict[str, Path]:
             dag_id="bench_backend_ai_20",
             task_expr=(
                 f'BackendAIRunBatchOperator(task_id=f"job_{{i}}", image="{IMAGE}", '
-                'command=f"python train.py --shard {i}", resources={"cpu": 1, "mem": "1g"})'
+                'command=f"python train.py --shard {i}", session_resources={"cpu": 1, "mem": "1g"})'
             ),
         )
     )

@@ -46,8 +46,8 @@ if [ -x "$lint/python" ]; then
   "$lint/ruff" format --check .
   "$lint/mypy" --cache-dir "$REPO_ROOT/.mypy_cache"
   "$lint/python" scripts/gen_provider_info.py --check
-  echo "== apache/airflow provider conformance (report only until the remaining rules pass) ==" >&2
-  "$lint/python" scripts/check_provider_conformance.py --report-only
+  echo "== apache/airflow's provider checks (scripts/check_provider_conformance.py) ==" >&2
+  "$lint/python" scripts/check_provider_conformance.py
   echo "== docs (sphinx, warnings are errors) ==" >&2
   "$lint/sphinx-build" -W --keep-going -q -b html docs docs/_build/html
 fi

@@ -117,7 +117,7 @@ def main() -> None:
                 startup_command=command,
                 batch_timeout=batch_timeout,
                 enqueue_only=True,
-                resources={"cpu": 1, "mem": "1g"},
+                session_resources={"cpu": 1, "mem": "1g"},
                 name=f"smoke-{key}-{tag}",
             )
             ids[key] = uuid.UUID(str(cs.id))

@@ -17,7 +17,7 @@
 # under the License.
 #
 # Run the provider's tests against the real cluster that up.sh DIR started: the SDK-level contract suite,
-# the provider tests (tests/real_cluster), the system-test Dags (tests/system), and the quick completion-
+# the provider tests (tests/integration/backend/ai/real_cluster), the system-test Dags (tests/system), and the quick completion-
 # floor benchmark (benchmarks/floor.py: lag after a job's end, requests/s per watched session, 200 deferred
 # sessions in one loop; fails on a broken budget), on the Airflow 3 venv.
 # Every part runs even if an earlier one fails; the exit status is 1 if any failed. Prints the time of each.
@@ -75,8 +75,8 @@ run_part() {
   [ "$rc" -eq 0 ] || failed+=("$name")
 }
 
-run_part contract tests/contract "$@"
-run_part real_cluster tests/real_cluster "$@"
+run_part contract tests/integration/backend/ai/contract "$@"
+run_part real_cluster tests/integration/backend/ai/real_cluster "$@"
 run_part system tests/system "$@"
 
 # Last, on an idle cluster: the quick completion floor against this manager (cluster.env is loaded, so

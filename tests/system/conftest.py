@@ -19,18 +19,8 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-
-@pytest.fixture(scope="session")
-def airflow_db() -> None:
-    """Create the SQLite metadata database in the tests' throw-away AIRFLOW_HOME (once per session)."""
-    airflow = Path(sys.executable).with_name("airflow")
-    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, timeout=300)
 
 
 @pytest.fixture(autouse=True)

@@ -47,7 +47,7 @@ def test_success_with_logs_and_xcom(emulator, context):
     op = run_batch(
         'echo "hello $GREETING"; echo to-stderr >&2; sleep 1; echo done',
         environment={"GREETING": "world"},
-        resources={"cpu": 1, "mem": "1g"},
+        session_resources={"cpu": 1, "mem": "1g"},
         bootstrap_script="echo bootstrapping",
         log_streaming=False,
     )

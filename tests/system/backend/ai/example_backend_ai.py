@@ -53,7 +53,7 @@ with DAG(
         image=IMAGE,
         command="echo preparing data for $ENV_ID; sleep 1; echo prepared",
         environment={"ENV_ID": ENV_ID},
-        resources={"cpu": 1, "mem": "1g"},
+        session_resources={"cpu": 1, "mem": "1g"},
     )
     # [END howto_operator_backend_ai_run_batch]
 
@@ -66,7 +66,7 @@ with DAG(
             "sleep 2; echo training finished"
         ),
         environment={"RUN_ID": "{{ run_id }}"},
-        resources={"cpu": 2, "mem": "2g"},
+        session_resources={"cpu": 2, "mem": "2g"},
         batch_timeout=600,
         deferrable=True,
         poll_interval=5,

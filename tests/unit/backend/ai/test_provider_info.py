@@ -30,9 +30,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from tests_common.test_utils.version_compat import AIRFLOW_V_3_0_PLUS
 
 from airflow.providers.backend.ai.get_provider_info import get_provider_info
-from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS
 
 ROOT = Path(__file__).resolve().parents[4]
 PACKAGE = "apache-airflow-providers-backend-ai"

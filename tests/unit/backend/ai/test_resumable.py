@@ -27,13 +27,13 @@ from unittest import mock
 import pytest
 import time_machine
 from airflow.providers.common.compat.sdk import TaskDeferred
+from tests_common.test_utils.version_compat import AIRFLOW_V_3_3_PLUS
 
 from airflow.providers.backend.ai._session.params import default_session_name, session_tag
 from airflow.providers.backend.ai._session.state import SessionFacts
 from airflow.providers.backend.ai.exceptions import BackendAINotFoundError
 from airflow.providers.backend.ai.hooks.backend_ai import CreatedSession
 from airflow.providers.backend.ai.operators.backend_ai import BackendAIRunBatchOperator
-from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_3_PLUS
 
 NEW = "00000000-0000-4000-8000-00000000000a"  # the session this try creates
 OLD1 = "00000000-0000-4000-8000-000000000001"  # left by try 1

@@ -56,8 +56,8 @@ class SessionOperatorBase(BaseOperator):
     """
     Parameters and checks shared by the operators that create a batch session, and the session's lifecycle.
 
-    The Backend.AI resource slots are stored as ``session_resources``: ``resources`` is taken by
-    ``BaseOperator`` (Airflow's executor resource hints, converted when assigned).
+    The Backend.AI resource slots are ``session_resources``: ``resources`` belongs to ``BaseOperator`` (Airflow's
+    executor hints ``cpus``, ``ram``, ``disk``, ``gpus``), as ``container_resources`` is KubernetesPodOperator's.
     """
 
     #: What happens to the session when the task is done with it. The create-session operator hands its
@@ -92,7 +92,7 @@ class SessionOperatorBase(BaseOperator):
         bootstrap_script: str | None = None,
         backend_ai_conn_id: str = BackendAIHook.default_conn_name,
         session_name: str | None = None,
-        resources: Mapping[str, str | int] | None = None,
+        session_resources: Mapping[str, str | int] | None = None,
         vfolder_mounts: Sequence[str] | None = None,
         mount_map: Mapping[str, str] | None = None,
         environment: Mapping[str, str] | None = None,
@@ -108,13 +108,14 @@ class SessionOperatorBase(BaseOperator):
         use_event_stream: bool = True,
         **kwargs: Any,
     ) -> None:
+        _refuse_slots_as_airflow_resources(kwargs.get("resources"))
         super().__init__(**kwargs)
         self.image = image
         self.command = command
         self.bootstrap_script = bootstrap_script
         self.backend_ai_conn_id = backend_ai_conn_id
         self.session_name = session_name
-        self.session_resources = resources
+        self.session_resources = session_resources
         self.vfolder_mounts = vfolder_mounts
         self.mount_map = mount_map
         self.environment = environment
@@ -153,7 +154,7 @@ class SessionOperatorBase(BaseOperator):
                 self.session_name,
                 lambda v: None if v is None else params.check_session_name(v),
             ),
-            "resources": check("resources", self.session_resources, params.check_resources),
+            "resources": check("session_resources", self.session_resources, params.check_resources),
             "vfolder_mounts": check(
                 "vfolder_mounts", self.vfolder_mounts, lambda v: params.check_string_list("vfolder_mounts", v)
             ),
@@ -255,3 +256,18 @@ class SessionOperatorBase(BaseOperator):
                 self.log.info("Destroyed Backend.AI session %s because the task was killed", self.session_id)
         except Exception:
             self.log.exception("Could not destroy Backend.AI session %s on kill", self.session_id)
+
+
+def _refuse_slots_as_airflow_resources(resources: Any) -> None:
+    """
+    Fail at parse time when Backend.AI slots are passed as ``resources``, the name the epic used.
+
+    ``BaseOperator`` would take such a mapping as its own executor hints and either fail with a confusing
+    error or silently ask the executor for them; Airflow's own ``Resources`` object still passes.
+    """
+    if isinstance(resources, Mapping):
+        raise ValueError(
+            f"Invalid resources {dict(resources)!r}: Backend.AI resource slots go in session_resources= "
+            "(e.g. session_resources={'cpu': 2, 'mem': '4g', 'cuda.device': 1}); resources= is BaseOperator's "
+            "hint for Airflow's executor"
+        )

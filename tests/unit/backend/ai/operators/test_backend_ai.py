@@ -113,11 +113,15 @@ class TestValidation:
             ({"batch_timeout": 0}, "Invalid batch_timeout 0: expected a positive number of seconds or None"),
             ({"cluster_size": 0}, "Invalid cluster_size 0: expected an integer of at least 1"),
             ({"cluster_size": 1.5}, "Invalid cluster_size 1.5"),
-            ({"resources": ["cpu"]}, "Invalid resources ['cpu']: expected a mapping"),
-            ({"resources": {"CPU!": 1}}, "Invalid resources slot name 'CPU!'"),
-            ({"resources": {"mem": "lots"}}, "Invalid resources['mem'] 'lots'"),
-            ({"resources": {"cpu": -1}}, "Invalid resources['cpu'] -1"),
-            ({"resources": {"cpu": True}}, "Invalid resources['cpu'] True"),
+            ({"session_resources": ["cpu"]}, "Invalid session_resources ['cpu']: expected a mapping"),
+            ({"session_resources": {"CPU!": 1}}, "Invalid session_resources slot name 'CPU!'"),
+            ({"session_resources": {"mem": "lots"}}, "Invalid session_resources['mem'] 'lots'"),
+            ({"session_resources": {"cpu": -1}}, "Invalid session_resources['cpu'] -1"),
+            ({"session_resources": {"cpu": True}}, "Invalid session_resources['cpu'] True"),
+            (
+                {"resources": {"cpu": 8, "mem": "32g"}},  # the epic's spelling: not Airflow's executor hints
+                "Invalid resources {'cpu': 8, 'mem': '32g'}: Backend.AI resource slots go in session_resources=",
+            ),
             ({"session_name": "ab"}, "Invalid session_name 'ab': expected 4-64 characters"),
             ({"session_name": "-leading"}, "Invalid session_name '-leading'"),
             ({"session_name": "x" * 65}, "Invalid session_name"),
@@ -136,14 +140,14 @@ class TestValidation:
             BackendAIRunBatchOperator(task_id="t", **{**base, **kwargs})
 
     def test_templated_values_are_checked_after_rendering(self, hook_calls, context):
-        op = operator(session_name="{{ params.name }}", resources={"cpu": "{{ params.cpu }}"})
+        op = operator(session_name="{{ params.name }}", session_resources={"cpu": "{{ params.cpu }}"})
         op.session_name, op.session_resources = "no", {"cpu": "many"}  # as rendered
         with pytest.raises(ValueError, match="Invalid session_name 'no'"):
             op.execute(context)
         hook_calls.create.assert_not_called()
 
     def test_resources_are_not_baseoperators(self):
-        op = operator(resources={"cpu": 2, "mem": "4g", "cuda.shares": 0.5})
+        op = operator(session_resources={"cpu": 2, "mem": "4g", "cuda.shares": 0.5})
         assert op.session_resources == {"cpu": 2, "mem": "4g", "cuda.shares": 0.5}
         assert "session_resources" in op.template_fields
 
@@ -184,7 +188,7 @@ class TestRunBatchSync:
         with mock.patch.object(
             BackendAIRunBatchOperator, "log", new_callable=mock.PropertyMock, return_value=log
         ):
-            result = operator(resources={"cpu": 1}).execute(context)
+            result = operator(session_resources={"cpu": 1}).execute(context)
         assert result == {
             "session_id": SID,
             "session_name": default_session_name("dag", "train", "manual__2026-01-01", -1, 1),

@@ -24,6 +24,7 @@ from unittest import mock
 import pytest
 import time_machine
 from airflow.triggers.base import TriggerEvent
+from tests_common.test_utils.version_compat import AIRFLOW_V_3_0_PLUS
 
 from airflow.providers.backend.ai._sdk.connection import BackendAIConnectionConfig
 from airflow.providers.backend.ai._session.state import SessionFacts
@@ -32,7 +33,6 @@ from airflow.providers.backend.ai.exceptions import BackendAIAuthError, BackendA
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
 from airflow.providers.backend.ai.triggers import backend_ai as backend_ai_triggers
 from airflow.providers.backend.ai.triggers.backend_ai import BackendAISessionTrigger
-from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS
 
 SID = "3f1c6a7e-2a63-4c56-9b8e-1d2f3a4b5c6d"
 NOW = 1767225600.0  # 2026-01-01 00:00:00 UTC

@@ -105,19 +105,19 @@ def check_resources(value: Any) -> dict[str, str | int]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise ValueError(f"Invalid resources {value!r}: expected a mapping of slot name to amount")
+        raise ValueError(f"Invalid session_resources {value!r}: expected a mapping of slot name to amount")
     slots: dict[str, str | int] = {}
     for slot, amount in value.items():
         if not isinstance(slot, str) or not _SLOT_NAME.match(slot):
             raise ValueError(
-                f"Invalid resources slot name {slot!r}: expected names like 'cpu', 'mem' or 'cuda.device'"
+                f"Invalid session_resources slot name {slot!r}: expected names like 'cpu', 'mem' or 'cuda.device'"
             )
         if isinstance(amount, bool) or not (
             (isinstance(amount, int | float) and amount > 0)
             or (isinstance(amount, str) and _SLOT_AMOUNT.match(amount))
         ):
             raise ValueError(
-                f"Invalid resources[{slot!r}] {amount!r}: expected a positive number or a size such as '8g'"
+                f"Invalid session_resources[{slot!r}] {amount!r}: expected a positive number or a size such as '8g'"
             )
         slots[slot] = amount if isinstance(amount, str | int) else str(amount)
     return slots

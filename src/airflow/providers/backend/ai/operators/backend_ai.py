@@ -68,8 +68,9 @@ class BackendAIRunBatchOperator(ResumableBatchMixin, SessionOperatorBase):
     :param backend_ai_conn_id: The ``backend_ai`` connection to use.
     :param session_name: Session name (4-64 characters of letters, digits, ``_.-``). By default a name derived
         from the Dag, task, run and try, unique per try, so a retry never reuses an earlier session. (templated)
-    :param resources: Backend.AI resource slots, e.g. ``{"cpu": 4, "mem": "8g", "cuda.device": 1}``. Stored in
-        the ``session_resources`` attribute: ``resources`` belongs to ``BaseOperator``. (templated)
+    :param session_resources: Backend.AI resource slots, e.g. ``{"cpu": 4, "mem": "8g", "cuda.device": 1}``
+        (``cuda.shares`` for fractional GPUs, ``rocm.device`` for AMD). Not ``resources``: that is
+        ``BaseOperator``'s executor hint, and a mapping passed there is refused. (templated)
     :param vfolder_mounts: Names of existing virtual folders to mount. (templated)
     :param mount_map: Mount path per virtual folder, e.g. ``{"data": "/home/work/data"}``. (templated)
     :param environment: Environment variables of the session. (templated)

@@ -24,7 +24,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import (
-    AirflowException,
     AirflowFailException,
     AirflowSensorTimeout,
     BaseSensorOperator,
@@ -35,7 +34,7 @@ from airflow.providers.backend.ai._session.events import EventKind, TriggerOutco
 from airflow.providers.backend.ai._session.finish import describe_failure
 from airflow.providers.backend.ai._session.state import Verdict
 from airflow.providers.backend.ai._watch.loop import wait_for_session
-from airflow.providers.backend.ai.exceptions import BackendAINotFoundError
+from airflow.providers.backend.ai.exceptions import BackendAIException, BackendAINotFoundError
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
 
 if TYPE_CHECKING:
@@ -175,4 +174,4 @@ class BackendAISessionSensor(BaseSensorOperator):
             return
         if outcome.kind is EventKind.TIMEOUT:
             raise AirflowSensorTimeout(f"Sensor timed out: {outcome.message}")
-        raise AirflowException(outcome.message)
+        raise BackendAIException(outcome.message)

@@ -40,6 +40,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from tests_common.test_utils.version_compat import AIRFLOW_V_3_0_PLUS
 
 from airflow.providers.backend.ai._sdk.client import build_api_config
 from airflow.providers.backend.ai.exceptions import (
@@ -50,11 +51,17 @@ from airflow.providers.backend.ai.exceptions import (
     BackendAITransientError,
 )
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
-from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS
 from backend_ai_emulator import start_emulator
 from backend_ai_emulator.settings import Keypair
-from tests.reliability.harness import batch_operator, defer, make_context, resumed, run_job, run_trigger
-from tests.reliability.proxy import RewritingProxy
+from integration.backend.ai.reliability.harness import (
+    batch_operator,
+    defer,
+    make_context,
+    resumed,
+    run_job,
+    run_trigger,
+)
+from integration.backend.ai.reliability.proxy import RewritingProxy
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -68,7 +68,7 @@ def test_successful_job_result_logs_and_termination(sdk: Session, contract_targe
         assert "contract-ok" in at_result
     else:
         # A loaded real manager can record the result after the agent dropped the kernel; from then until
-        # TERMINATED it answers log reads with 500 (tests/real_cluster/test_job_end.py). The log after
+        # TERMINATED it answers log reads with 500 (tests/integration/backend/ai/real_cluster/test_job_end.py). The log after
         # TERMINATED is checked below either way.
         assert at_result == 500
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from tests_common.test_utils.version_compat import AIRFLOW_V_3_0_PLUS
 
-from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS
-from tests.e2e.deployment import AirflowDeployment, one_task_dag
+from integration.backend.ai.e2e.deployment import AirflowDeployment, one_task_dag
 
 pytestmark = pytest.mark.e2e
 

@@ -19,8 +19,8 @@ Browser tests: a real Airflow web server in a subprocess, driven by headless Chr
 
 The server runs from the interpreter that runs pytest, so each Airflow line checks its own UI:
 
-* ``.venv-airflow3/bin/python -m pytest tests/browser`` starts ``airflow api-server`` (the React UI);
-* ``.venv-airflow2/bin/python -m pytest tests/browser`` starts ``airflow webserver`` (the 2.x FAB UI).
+* ``.venv-airflow3/bin/python -m pytest tests/integration/backend/ai/browser`` starts ``airflow api-server`` (the React UI);
+* ``.venv-airflow2/bin/python -m pytest tests/integration/backend/ai/browser`` starts ``airflow webserver`` (the 2.x FAB UI).
 
 Every server gets its own throw-away ``AIRFLOW_HOME``, listens on ``127.0.0.1`` only and runs in its own
 process group, which is stopped (and checked empty) when the test ends. Chromium and chromedriver are
@@ -57,7 +57,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 APT_INSTALL = "apt-get install -y chromium chromium-driver"
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[5]
 #: Screenshots and server logs land here (``/artifacts/`` is git-ignored).
 ARTIFACTS_DIR = REPO_ROOT / "artifacts" / "browser"
 

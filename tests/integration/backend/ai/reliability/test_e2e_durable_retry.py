@@ -31,10 +31,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from tests_common.test_utils.version_compat import AIRFLOW_V_3_3_PLUS
 
 from airflow.providers.backend.ai.operators.backend_ai import BackendAIRunBatchOperator
-from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_3_PLUS
-from tests.e2e.deployment import AirflowDeployment, one_task_dag
+from integration.backend.ai.e2e.deployment import AirflowDeployment, one_task_dag
 
 pytestmark = [
     pytest.mark.e2e,

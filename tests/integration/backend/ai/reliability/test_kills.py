@@ -32,13 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests_common.test_utils.version_compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_3_PLUS
 
 from airflow.providers.backend.ai._session.params import session_tag
 from airflow.providers.backend.ai.exceptions import BackendAIException, BackendAIJobFailedError
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
 from airflow.providers.backend.ai.operators.backend_ai import BackendAIRunBatchOperator
-from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_3_PLUS
-from tests.reliability.harness import (
+from integration.backend.ai.reliability.harness import (
     MODES,
     batch_operator,
     defer,
@@ -51,7 +51,8 @@ from tests.reliability.harness import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault_matrix]
 
-REPO = Path(__file__).resolve().parents[2]
+#: The folder the test packages (unit, integration, system) are imported from, as pytest does.
+TESTS = Path(__file__).resolve().parents[4]
 LONG_JOB = "echo started; sleep 60"
 
 
@@ -209,8 +210,8 @@ def start_worker(
         "hang_on_set": hang_on_set,
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.reliability.worker", json.dumps(args)],
-        cwd=REPO,
+        [sys.executable, "-m", "integration.backend.ai.reliability.worker", json.dumps(args)],
+        cwd=TESTS,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,

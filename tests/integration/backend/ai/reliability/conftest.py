@@ -28,17 +28,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import subprocess
-import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
-from tests.reliability.harness import make_context
+from integration.backend.ai.reliability.harness import make_context
 
 #: Seconds a scenario's teardown may still take on the server (destroy -> TERMINATED is two ticks).
 LEAK_GRACE = 10.0
@@ -113,7 +110,7 @@ def emulator(backend_ai_emulator, make_connection, kept, request):
 
 @pytest.fixture
 def context():
-    """A task context for try 1 (see :func:`tests.reliability.harness.make_context` for other tries)."""
+    """A task context for try 1 (see :func:`integration.backend.ai.reliability.harness.make_context` for other tries)."""
     return make_context()
 
 
@@ -134,13 +131,6 @@ class TaskLog:
 def task_log(caplog, capsys) -> TaskLog:
     caplog.set_level(logging.INFO)
     return TaskLog(caplog, capsys)
-
-
-@pytest.fixture(scope="session")
-def airflow_db() -> None:
-    """The SQLite metadata database in the tests' throw-away AIRFLOW_HOME (once per session)."""
-    airflow = Path(sys.executable).with_name("airflow")
-    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, timeout=300)
 
 
 @pytest.fixture

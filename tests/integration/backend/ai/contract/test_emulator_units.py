@@ -238,7 +238,7 @@ def test_settings_restore_is_deep() -> None:
 def test_cli_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2] / "emulator"), *sys.path]),
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[5] / "emulator"), *sys.path]),
     }
     started = time.monotonic()
     proc = subprocess.Popen(
@@ -326,7 +326,7 @@ def _pids_of(parent: int) -> set[int]:
 def test_cli_refuses_non_loopback() -> None:
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2] / "emulator"), *sys.path]),
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[5] / "emulator"), *sys.path]),
     }
     done = subprocess.run(
         [sys.executable, "-m", "backend_ai_emulator", "--host", "0.0.0.0", "--port", "0"],

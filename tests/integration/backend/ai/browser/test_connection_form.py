@@ -23,8 +23,8 @@ pointing at the local emulator, press Test (success, and the emulator saw the si
 a wrong secret key in and press Test again (a clear "Authentication failed" message).
 
 Screenshots land in ``artifacts/browser/airflow{3,2}-{connection-form,test-success,test-failure}.png``.
-Run with the interpreter of the line to check: ``.venv-airflow3/bin/python -m pytest tests/browser``
-(Airflow 3 React UI) or ``.venv-airflow2/bin/python -m pytest tests/browser`` (Airflow 2 FAB UI).
+Run with the interpreter of the line to check: ``.venv-airflow3/bin/python -m pytest tests/integration/backend/ai/browser``
+(Airflow 3 React UI) or ``.venv-airflow2/bin/python -m pytest tests/integration/backend/ai/browser`` (Airflow 2 FAB UI).
 """
 
 from __future__ import annotations
@@ -58,13 +58,13 @@ if TYPE_CHECKING:
     from selenium.webdriver.remote.webelement import WebElement
 
     from backend_ai_emulator import EmulatorHandle
-    from tests.browser.conftest import AirflowUI
+    from integration.backend.ai.browser.conftest import AirflowUI
 
 pytestmark = pytest.mark.browser
 
 AIRFLOW_VERSION = version("apache-airflow")
 AIRFLOW_MAJOR = int(AIRFLOW_VERSION.split(".")[0])
-PROVIDER_YAML = Path(__file__).resolve().parents[2] / "provider.yaml"
+PROVIDER_YAML = Path(__file__).resolve().parents[5] / "provider.yaml"
 
 CONN_ID = "backend_ai_browser_test"
 WRONG_SECRET_KEY = "WrongSecretKey/NotTheEmulatorsKey000001"

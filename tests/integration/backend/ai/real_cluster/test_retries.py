@@ -20,7 +20,7 @@ A retry after a dead worker against a real Backend.AI 26.9.6 manager: the tag se
 tags itself) and what the operator does with what it finds, with custom session names.
 
 The dead try is played by a session created as that try would have created it (its name and its per-try
-tag); the emulator-based ``tests/reliability/test_kills.py`` kills real worker processes.
+tag); the emulator-based ``tests/integration/backend/ai/reliability/test_kills.py`` kills real worker processes.
 """
 
 from __future__ import annotations

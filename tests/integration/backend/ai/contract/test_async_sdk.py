@@ -39,7 +39,7 @@ async def _poll_result(
     Poll until the result is known, or with ``terminated`` until the session is TERMINATED.
 
     Log reads wait for TERMINATED: a loaded real manager can record the result after the agent dropped the
-    kernel, and answers log reads with HTTP 500 until TERMINATED (tests/real_cluster/test_job_end.py).
+    kernel, and answers log reads with HTTP 500 until TERMINATED (tests/integration/backend/ai/real_cluster/test_job_end.py).
     """
     deadline = time.monotonic() + target.timeout
     while True:

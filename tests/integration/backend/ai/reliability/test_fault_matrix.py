@@ -34,7 +34,7 @@ from airflow.providers.backend.ai.exceptions import (
     BackendAIStartupTimeoutError,
     BackendAITransientError,
 )
-from tests.reliability.harness import MODES, run_job
+from integration.backend.ai.reliability.harness import MODES, run_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault_matrix]
 

@@ -37,8 +37,8 @@ from airflow.providers.backend.ai.exceptions import (
 )
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
 from airflow.providers.backend.ai.operators.backend_ai import BackendAIRunBatchOperator
-from tests.reliability.harness import IMAGE, MODES, make_context, run_job
-from tests.reliability.proxy import RewritingProxy
+from integration.backend.ai.reliability.harness import IMAGE, MODES, make_context, run_job
+from integration.backend.ai.reliability.proxy import RewritingProxy
 
 pytestmark = pytest.mark.integration
 
@@ -55,10 +55,15 @@ PARAMETERS = [
     ("long-session-name", {"session_name": "n" * 65}, r"Invalid session_name 'n{65}'"),
     ("session-name-with-space", {"session_name": "bad name!"}, r"Invalid session_name 'bad name!'"),
     ("non-ascii-session-name", {"session_name": "세션-이름-학습"}, r"Invalid session_name '세션-이름-학습'"),
-    ("negative-resource", {"resources": {"cpu": -1}}, r"Invalid resources\['cpu'\] -1"),
-    ("bad-slot-name", {"resources": {"CPU!": 1}}, r"Invalid resources slot name 'CPU!'"),
-    ("resources-not-a-mapping", {"resources": "cpu=1"}, r"Invalid resources 'cpu=1'"),
-    ("bad-memory-size", {"resources": {"mem": "lots"}}, r"Invalid resources\['mem'\] 'lots'"),
+    ("negative-resource", {"session_resources": {"cpu": -1}}, r"Invalid session_resources\['cpu'\] -1"),
+    ("bad-slot-name", {"session_resources": {"CPU!": 1}}, r"Invalid session_resources slot name 'CPU!'"),
+    ("resources-not-a-mapping", {"session_resources": "cpu=1"}, r"Invalid session_resources 'cpu=1'"),
+    ("bad-memory-size", {"session_resources": {"mem": "lots"}}, r"Invalid session_resources\['mem'\] 'lots'"),
+    (
+        "slots-as-airflow-resources",
+        {"resources": {"cpu": 1, "mem": "1g"}},
+        r"Invalid resources \{'cpu': 1, 'mem': '1g'\}: Backend.AI resource slots go in session_resources=",
+    ),
     ("environment-value-none", {"environment": {"A": None}}, r"Invalid environment\['A'\] None"),
     ("environment-empty-key", {"environment": {"": "x"}}, r"Invalid environment key ''"),
     ("environment-not-a-mapping", {"environment": ["A=1"]}, r"Invalid environment \['A=1'\]"),
@@ -91,7 +96,11 @@ TEMPLATES = [
     ("session-name-non-ascii", {"session_name": "{{ 'Ω' * 8 }}"}, r"Invalid session_name 'Ω{8}'"),
     ("command-empty", {"command": "{{ '' }}"}, r"Invalid command ''"),
     ("image-blank", {"image": "{{ ' ' }}"}, r"Invalid image ' '"),
-    ("resource-negative", {"resources": {"cpu": "{{ -2 }}"}}, r"Invalid resources\['cpu'\] '-2'"),
+    (
+        "resource-negative",
+        {"session_resources": {"cpu": "{{ -2 }}"}},
+        r"Invalid session_resources\['cpu'\] '-2'",
+    ),
     ("mount-empty", {"vfolder_mounts": ["{{ '' }}"]}, r"Invalid vfolder_mounts \[''\]"),
 ]
 

@@ -16,7 +16,7 @@
 # under the License.
 """
 A worker process for the hard-kill scenarios: it runs one try of a batch task as a worker would, until the
-test kills it with SIGKILL (no ``finally``, no ``on_kill``). Usage: ``python -m tests.reliability.worker JSON``
+test kills it with SIGKILL (no ``finally``, no ``on_kill``). Usage: ``python -m integration.backend.ai.reliability.worker JSON``
 with ``{"mode", "command", "try_number", "kwargs"}`` and optionally ``"task_state_store": PATH`` (Airflow
 3.3+: the task state store kept in that JSON file, see ``harness.file_task_state_store``) and
 ``"hang_on_set": true`` (the store write never returns).
@@ -29,7 +29,7 @@ import sys
 
 from airflow.providers.common.compat.sdk import TaskDeferred
 
-from tests.reliability.harness import batch_operator, file_task_state_store, make_context
+from integration.backend.ai.reliability.harness import batch_operator, file_task_state_store, make_context
 
 
 def main() -> None:

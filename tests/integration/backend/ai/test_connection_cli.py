@@ -41,10 +41,8 @@ def airflow(*args: str, **env: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     ("secret_ok", "expected"), [(True, "Connection success!"), (False, "Authentication failed")]
 )
-def test_connections_add_then_test(backend_ai_target, secret_ok, expected):
-    if backend_ai_target is None:
-        pytest.skip("runs against the emulator")
-    emu = backend_ai_target
+def test_connections_add_then_test(emulator, airflow_db, secret_ok, expected):
+    emu = emulator
     conn_id = f"bai_cli_{secret_ok}".lower()
     secret = emu.secret_key if secret_ok else "Wrong" + "x" * 35
     airflow("connections", "delete", conn_id)
