@@ -107,6 +107,22 @@ def dag_run_state(dag_id: str, run_id: str) -> str | None:
     return None if row is None else row[0]
 
 
+def run_end_after_tasks(dag_id: str, run_id: str) -> float | None:
+    """
+    Seconds from the last task instance's end to the Dag run's end, as the metadata DB recorded them: the
+    window in which every task was done and the run still ``running`` (None while either is unknown).
+    """
+    with db() as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT EXTRACT(EPOCH FROM dr.end_date - max(ti.end_date)) FROM dag_run dr "
+            "JOIN task_instance ti ON ti.dag_id=dr.dag_id AND ti.run_id=dr.run_id "
+            "WHERE dr.dag_id=%s AND dr.run_id=%s GROUP BY dr.end_date",
+            (dag_id, run_id),
+        )
+        row = cur.fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
 def xcom(dag_id: str, run_id: str, task_id: str) -> Any:
     """The task's XCom return value, decoded (``None`` if it pushed none)."""
     with db() as conn, conn.cursor() as cur:

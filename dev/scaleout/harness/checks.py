@@ -14,7 +14,7 @@
 # KIND, either express or implied.  See the License for the
 # specific language governing permissions and limitations
 # under the License.
-"""A scenario's result, and the checks the scenarios share: own logs and XCom, sessions per task, leaks."""
+"""A scenario's result, and the checks the scenarios share: own logs and XCom, sessions per task, the end."""
 
 from __future__ import annotations
 
@@ -22,10 +22,13 @@ import collections
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.airflow_state import task_log, xcom
 from harness.backend_sessions import leaked_sessions, sessions_per_task
+
+if TYPE_CHECKING:
+    from harness.waiting import RunOutcome
 
 
 @dataclass
@@ -79,14 +82,25 @@ def expect_one_session_per_task(
 
 def finish(
     result: Result,
-    rows: dict[str, dict[str, Any]],
+    run: RunOutcome,
     task_ids: list[str],
     started: float,
     expected: dict[str, str] | None = None,
+    run_state: str = "success",
 ) -> None:
-    """Common checks: every task in its expected state (``success`` by default), and no live session left."""
+    """
+    The checks every scenario ends with: the Dag run ended (as ``run_state``), every task in its expected
+    state (``success`` by default), and no live session left.
+    """
     problems = result.problems
     result.tasks = len(task_ids)
+    if not run.ended:
+        within = f" within {run.waited:.0f} s" if run.waited else ""
+        tasks = f"unfinished tasks {run.unfinished()}" if run.unfinished() else "although every task is done"
+        problems.append(f"the Dag run did not end{within}: its state is {run.state!r}, {tasks}")
+    elif run.state != run_state:
+        problems.append(f"the Dag run ended {run.state!r}, not {run_state!r}")
+    rows = run.rows
     expected = expected or {}
     not_ok = {
         t: rows.get(t, {}).get("state")

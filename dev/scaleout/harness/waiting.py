@@ -15,16 +15,17 @@
 # specific language governing permissions and limitations
 # under the License.
 """
-Bounded waits: for a condition, for a Dag run's tasks to be done, for every job of a run to run and be
-watched. Each gives up after its timeout.
+Bounded waits: for a condition, for a Dag run's end, for every job of a run to run and be watched. None of
+them sleeps a fixed time in place of a state to wait for; each gives up after its timeout and says so.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from harness.airflow_state import TERMINAL, task_rows, trigger_watching
+from harness.airflow_state import RUN_ENDED, TERMINAL, dag_run_state, task_rows, trigger_watching
 from harness.backend_sessions import sessions_by_task
 from harness.deployment import log
 
@@ -45,15 +46,50 @@ def wait_for(what: str, condition: Callable[[], bool], timeout: float, interval:
     return False
 
 
-def wait_run(dag_id: str, run_id: str, timeout: float) -> dict[str, dict[str, Any]]:
-    """Wait, at most ``timeout`` seconds, until every task instance of the run is terminal; returns them."""
+@dataclass(frozen=True)
+class RunOutcome:
+    """A Dag run as the metadata DB holds it: the run's own state and its task instances by task id."""
+
+    state: str | None
+    rows: dict[str, dict[str, Any]]
+    waited: float = 0.0  # the longest :func:`wait_run` waited for the end (0: read once)
+
+    @property
+    def ended(self) -> bool:
+        """The scheduler recorded the run's end (success or failed), and every task instance is terminal."""
+        return (
+            self.state in RUN_ENDED
+            and bool(self.rows)
+            and all(r["state"] in TERMINAL for r in self.rows.values())
+        )
+
+    def unfinished(self) -> dict[str, Any]:
+        """The task instances that are not terminal, with their state."""
+        return {t: r["state"] for t, r in self.rows.items() if r["state"] not in TERMINAL}
+
+
+def read_run(dag_id: str, run_id: str) -> RunOutcome:
+    """The run as it is now (no wait)."""
+    return RunOutcome(dag_run_state(dag_id, run_id), task_rows(dag_id, run_id))
+
+
+def wait_run(dag_id: str, run_id: str, timeout: float) -> RunOutcome:
+    """
+    Wait, at most ``timeout`` seconds, until the Dag run is over: its own state ``success`` or ``failed``.
+
+    The scheduler records that only after every task instance is terminal, when it next examines the run (a
+    scheduler restarted mid-run does so once it is up again), so the task instances being done is not
+    enough. Returns the run as it is then; :func:`harness.checks.finish` reports a run that did not end.
+    """
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rows = task_rows(dag_id, run_id)
-        if rows and all(r["state"] in TERMINAL for r in rows.values()):
-            return rows
+    while True:
+        run = read_run(dag_id, run_id)
+        if run.ended:
+            return RunOutcome(run.state, run.rows, timeout)
+        if time.monotonic() > deadline:
+            log(f"timed out after {timeout:.0f} s waiting for {dag_id} {run_id} to end (state {run.state!r})")
+            return RunOutcome(run.state, run.rows, timeout)
         time.sleep(2)
-    return task_rows(dag_id, run_id)
 
 
 def wait_until_busy(
