@@ -316,6 +316,13 @@ def run_sensor(
 _SYNC_WAIT_ENDED: dict[str, float] = {}
 
 
+def sync_wait_timed() -> bool:
+    """Whether sync runs note when the operator's wait returned (else ``detected`` is ``execute()`` returning)."""
+    from airflow.providers.backend.ai.operators import backend_ai as operators
+
+    return getattr(getattr(operators, "wait_for_session", None), "timed_by_benchmarks", False)
+
+
 def _time_the_sync_wait() -> None:
     """
     Note when the sync operator's wait for the job returns, which is when the operator knows the job ended.
