@@ -25,7 +25,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.backend.ai._watch.step import FIRST_POLL_DELAY
 from benchmarks import jobs
@@ -54,9 +54,7 @@ def _schedule_reads(elapsed: float, poll_interval: float) -> int:
     return reads
 
 
-def _one(
-    emu: EmulatorProcess, conn_id: str, kind: str, **kwargs: object
-) -> tuple[jobs.JobRun, list[Request]]:
+def _one(emu: EmulatorProcess, conn_id: str, kind: str, **kwargs: Any) -> tuple[jobs.JobRun, list[Request]]:
     if kind == "sync":
         run_ = jobs.run_sync(COMMAND, poll_interval=POLL, conn_id=conn_id, **kwargs)
     else:

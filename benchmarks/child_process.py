@@ -15,11 +15,12 @@
 # specific language governing permissions and limitations
 # under the License.
 """
-The parent side of the benchmarks' helper servers (the emulator, the counting proxy).
+Both sides of the channel to the benchmarks' helper servers (the emulator, the counting proxy).
 
 Each runs in a child process of its own, so that its CPU time is not the measured process's. The parent
-drives it over stdin/stdout, one JSON object a line: the child first says hello (with at least its
-``pid``), then answers each ``{"cmd": ...}`` with ``{"reply": ...}``, and exits on ``stop``.
+(:class:`JsonLineChild`) drives it over stdin/stdout, one JSON object a line: the child
+(:func:`serve_json_lines`) first says hello (with at least its ``pid``), then answers each ``{"cmd": ...}``
+with ``{"reply": ...}``, and returns on ``stop`` or when its stdin closes.
 """
 
 from __future__ import annotations
@@ -28,9 +29,31 @@ import json
 import subprocess
 import sys
 import threading
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from benchmarks.common import REPO_ROOT
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+def serve_json_lines(hello: dict[str, Any], answer: Callable[[str, dict[str, Any]], Any]) -> None:
+    """
+    The child side: write ``hello``, then ``answer(cmd, message)`` each command until ``stop`` or end of input.
+
+    ``answer`` raises (``SystemExit`` for an unknown command) to end the child; the parent then sees it exit.
+    """
+    out = sys.stdout
+    out.write(json.dumps(hello) + "\n")
+    out.flush()
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        message = json.loads(line)
+        if message["cmd"] == "stop":
+            return
+        out.write(json.dumps({"ok": True, "reply": answer(message["cmd"], message)}) + "\n")
+        out.flush()
 
 
 class JsonLineChild:

@@ -23,6 +23,7 @@ import json
 import math
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -82,6 +83,20 @@ def quiet_airflow_logging() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     # "execute cannot be called outside of the Task Runner!": true here, and said once per job
     logging.getLogger("airflow.task.operators").setLevel(logging.ERROR)
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's ``RLIMIT_NOFILE`` to its hard limit (hundreds of sessions, streams, sockets)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def rss_bytes() -> int:
+    """This process's resident memory, from ``/proc/self/statm``."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 # -- the provider's poll schedule -------------------------------------------------------------------------

@@ -33,17 +33,16 @@ stdin closes, so it never outlives the benchmark.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
-import resource
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmarks.child_process import JsonLineChild
+from benchmarks.child_process import JsonLineChild, serve_json_lines
+from benchmarks.common import raise_fd_limit
 
 _HOP_BY_HOP = {"content-length", "transfer-encoding", "content-encoding", "connection", "keep-alive"}
 
@@ -198,14 +197,8 @@ class CountingProxy:
             await self._client.close()
 
 
-def _raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
 def main(argv: list[str]) -> int:
-    _raise_fd_limit()
+    raise_fd_limit()
     proxy = CountingProxy(argv[0])
     loop = asyncio.new_event_loop()
     loop.run_until_complete(proxy.start())
@@ -217,25 +210,15 @@ def main(argv: list[str]) -> int:
     async def _stats(since: float, until: float | None) -> dict[str, Any]:
         return proxy.stats(since, until)
 
-    out = sys.stdout
-    out.write(json.dumps({"pid": os.getpid()}) + "\n")
-    out.flush()
+    def answer(cmd: str, msg: dict[str, Any]) -> Any:
+        if cmd == "listen":
+            return call(proxy.listen(msg["label"]))
+        if cmd == "stats":
+            return call(_stats(float(msg.get("since") or 0.0), msg.get("until")))
+        raise SystemExit(f"unknown command {cmd!r}")
+
     try:
-        for line in sys.stdin:
-            if not line.strip():
-                continue
-            msg = json.loads(line)
-            cmd = msg["cmd"]
-            if cmd == "listen":
-                reply: Any = call(proxy.listen(msg["label"]))
-            elif cmd == "stats":
-                reply = call(_stats(float(msg.get("since") or 0.0), msg.get("until")))
-            elif cmd == "stop":
-                break
-            else:
-                raise SystemExit(f"unknown command {cmd!r}")
-            out.write(json.dumps({"reply": reply}) + "\n")
-            out.flush()
+        serve_json_lines({"pid": os.getpid()}, answer)
     finally:
         call(proxy.stop())
         loop.call_soon_threadsafe(loop.stop)

@@ -28,21 +28,14 @@ stdin closes, so it never outlives the benchmark run.
 
 from __future__ import annotations
 
-import json
 import os
-import resource
 import sys
 import time
 from typing import Any
 
 from backend_ai_emulator import start_emulator
-
-
-def _raise_fd_limit() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+from benchmarks.child_process import serve_json_lines
+from benchmarks.common import raise_fd_limit, rss_bytes
 
 
 def _epoch(dt: Any) -> float | None:
@@ -64,93 +57,72 @@ def _session(snap: Any) -> dict[str, Any]:
     }
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def _settings(emu: Any, values: dict[str, Any]) -> None:
+    for key, value in values.items():
+        if key == "realistic_timing":
+            if value:
+                emu.settings.use_realistic_timing()
+            continue
+        if not hasattr(emu.settings, key):
+            raise SystemExit(f"unknown emulator setting {key!r}")
+        setattr(emu.settings, key, value)
+
+
+def _answer(emu: Any, cmd: str, msg: dict[str, Any]) -> Any:
+    """One command of the control channel (see :class:`benchmarks.emulator_proc.EmulatorProcess`)."""
+    if cmd == "settings":
+        return _settings(emu, msg["values"])
+    if cmd == "reset":
+        return emu.reset()
+    if cmd == "sessions":
+        wanted = set(msg.get("ids") or [])
+        return [_session(s) for s in emu.sessions() if not wanted or str(s.id) in wanted]
+    if cmd == "requests":
+        since = float(msg.get("since") or 0.0)
+        return [
+            [r.at, r.method, r.route, r.access_key, r.status, r.duration]
+            for r in emu.requests
+            if r.at >= since
+        ]
+    if cmd == "streams":
+        return {
+            "open": emu.open_event_streams,
+            "opened": emu.event_streams_opened,
+            "peak": emu.event_streams_peak,
+        }
+    if cmd == "status_counts":
+        counts: dict[str, int] = {}
+        for snap in emu.sessions():
+            counts[snap.status] = counts.get(snap.status, 0) + 1
+        return counts
+    if cmd == "stats":
+        cpu = os.times()
+        return {"rss": rss_bytes(), "cpu": cpu.user + cpu.system, "jobs": len(emu.running_job_pids())}
+    if cmd == "wait_jobs_gone":
+        deadline = time.monotonic() + float(msg.get("timeout", 30))
+        while emu.running_job_pids() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return len(emu.running_job_pids())
+    raise SystemExit(f"unknown command {cmd!r}")
 
 
 def main() -> int:
-    fd_limit = _raise_fd_limit()
+    fd_limit = raise_fd_limit()
     emu = start_emulator(host="127.0.0.1", port=0)
     emu.settings.accept_any_image = True
     emu.settings.resource_limits = {}  # no quota: the scale test keeps 1,000 sessions alive
     emu.set_baseline()
-    out = sys.stdout
-    out.write(
-        json.dumps(
-            {
-                "endpoint": emu.endpoint,
-                "access_key": emu.access_key,
-                "secret_key": emu.secret_key,
-                "other_access_key": emu.other_access_key,
-                "other_secret_key": emu.other_secret_key,
-                "pid": os.getpid(),
-                "fd_limit": fd_limit,
-            }
-        )
-        + "\n"
-    )
-    out.flush()
+    hello = {
+        "endpoint": emu.endpoint,
+        "access_key": emu.access_key,
+        "secret_key": emu.secret_key,
+        "other_access_key": emu.other_access_key,
+        "other_secret_key": emu.other_secret_key,
+        "pid": os.getpid(),
+        "fd_limit": fd_limit,
+    }
     try:
-        for line in sys.stdin:
-            if not line.strip():
-                continue
-            msg = json.loads(line)
-            cmd = msg["cmd"]
-            reply: Any = None
-            if cmd == "settings":
-                for key, value in msg["values"].items():
-                    if key == "realistic_timing":
-                        if value:
-                            emu.settings.use_realistic_timing()
-                        continue
-                    if not hasattr(emu.settings, key):
-                        raise SystemExit(f"unknown emulator setting {key!r}")
-                    setattr(emu.settings, key, value)
-            elif cmd == "reset":
-                emu.reset()
-            elif cmd == "sessions":
-                wanted = set(msg.get("ids") or [])
-                reply = [_session(s) for s in emu.sessions() if not wanted or str(s.id) in wanted]
-            elif cmd == "requests":
-                since = float(msg.get("since") or 0.0)
-                reply = [
-                    [r.at, r.method, r.route, r.access_key, r.status, r.duration]
-                    for r in emu.requests
-                    if r.at >= since
-                ]
-            elif cmd == "streams":
-                reply = {
-                    "open": emu.open_event_streams,
-                    "opened": emu.event_streams_opened,
-                    "peak": emu.event_streams_peak,
-                }
-            elif cmd == "status_counts":
-                counts: dict[str, int] = {}
-                for snap in emu.sessions():
-                    counts[snap.status] = counts.get(snap.status, 0) + 1
-                reply = counts
-            elif cmd == "stats":
-                cpu = os.times()
-                reply = {
-                    "rss": _rss_bytes(),
-                    "cpu": cpu.user + cpu.system,
-                    "jobs": len(emu.running_job_pids()),
-                }
-            elif cmd == "wait_jobs_gone":
-                deadline = time.monotonic() + float(msg.get("timeout", 30))
-                while emu.running_job_pids() and time.monotonic() < deadline:
-                    time.sleep(0.1)
-                reply = len(emu.running_job_pids())
-            elif cmd == "stop":
-                emu.stop()
-                out.write(json.dumps({"ok": True, "reply": None}) + "\n")
-                out.flush()
-                break
-            else:
-                raise SystemExit(f"unknown command {cmd!r}")
-            out.write(json.dumps({"ok": True, "reply": reply}) + "\n")
-            out.flush()
+        serve_json_lines(hello, lambda cmd, msg: _answer(emu, cmd, msg))
     finally:
         emu.stop()
     return 0

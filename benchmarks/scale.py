@@ -24,18 +24,21 @@ of the triggerer's measurements; the request rate is read from its request log.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from benchmarks import jobs
 from benchmarks.common import (
-    IMAGE,
     REPO_ROOT,
     Section,
     airflow_env,
@@ -45,6 +48,10 @@ from benchmarks.common import (
     set_connection,
 )
 from benchmarks.emulator_proc import EmulatorProcess
+from benchmarks.release_gate import ReleaseGate
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 LAG_BUDGET = 0.100
 MEMORY_BUDGET_MB = 150.0
@@ -55,65 +62,99 @@ MB = 1024 * 1024
 SCALE_CONN_ID = "bench_scale"
 
 
-def job_command(fifo: str) -> str:
-    """A job that sleeps (blocked in open/read of a FIFO, no CPU) until the benchmark releases it."""
-    return f"read -r _ < {fifo}; echo released"
+# -- N deferred sessions, as a triggerer gets them (items 3 and 6) -------------------------------------------
+
+
+def defer_first(
+    command: str, conn_id: str, ctx: dict[str, Any], **kwargs: Any
+) -> tuple[str, dict[str, Any], Any]:
+    """
+    The first session, through ``BackendAIRunBatchOperator(deferrable=True).execute()``: its serialized
+    trigger (classpath and arguments, the operator's defaults) is what every trigger of the run reuses, and
+    its session spec what the other sessions copy. Returns ``(classpath, trigger kwargs, spec)``.
+    """
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    op = jobs.make_operator(command, deferrable=True, conn_id=conn_id, **kwargs)
+    try:
+        op.execute(ctx)
+        raise RuntimeError("the operator did not defer")
+    except TaskDeferred as deferred:
+        classpath, template = deferred.trigger.serialize()
+    return classpath, template, op.session_spec(ctx)
+
+
+@dataclass(frozen=True)
+class MadeSession:
+    index: int  # in the ``commands`` given to :func:`create_like`
+    session_id: str
+    name: str
+    asked_at: float  # the create request began (Unix time)
+
+
+async def create_like(
+    spec: Any,
+    conn_id: str,
+    commands: Sequence[str],
+    *,
+    prefix: str,
+    parallel: int,
+    on_created: Callable[[MadeSession], None] | None = None,
+    **changes: Any,
+) -> list[MadeSession]:
+    """
+    One session per command, copies of ``spec`` (own name, command and tag; ``changes`` on top), made with
+    the hook's async create, ``parallel`` at a time; ``on_created`` hears of each as soon as it exists.
+    """
+    from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
+
+    hook = BackendAIHook(backend_ai_conn_id=conn_id)
+    limit = asyncio.Semaphore(parallel)
+
+    async def one(i: int) -> MadeSession:
+        async with limit:
+            asked_at = time.time()
+            copy = dataclasses.replace(
+                spec,
+                name=f"{prefix}-{uuid.uuid4().hex[:16]}",
+                command=commands[i],
+                tag=f"airflow-{uuid.uuid4().hex}",
+                **changes,
+            )
+            made = MadeSession(i, (await hook.a_create_batch_session(copy)).session_id, copy.name, asked_at)
+        if on_created is not None:
+            on_created(made)
+        return made
+
+    async with hook.get_async_conn():
+        return list(await asyncio.gather(*(one(i) for i in range(len(commands)))))
 
 
 def make_sessions(n: int, command: str) -> dict[str, Any]:
     """
-    Make the N sessions, in this process (Airflow and the SDK are loaded here already).
-
-    The first goes through ``BackendAIRunBatchOperator.execute()`` in deferrable mode, so the trigger's
-    arguments are exactly what the operator hands to the triggerer by default; the other N-1 are created with
-    the same kind of request through the async SDK, concurrently, to keep the setup short.
+    Make the N sessions of item 3, in this process (Airflow and the SDK are loaded here already): the first
+    deferred by the operator, the other N-1 alike, 32 at a time, to keep the setup short.
     """
-    from airflow.providers.common.compat.sdk import TaskDeferred
-
-    from benchmarks import jobs
-
-    op = jobs.make_operator(command, deferrable=True, conn_id=SCALE_CONN_ID)  # all else at its default
-    try:
-        op.execute(jobs.context("scale__template"))
-        raise RuntimeError("the operator did not defer")
-    except TaskDeferred as deferred:
-        classpath, template = deferred.trigger.serialize()
+    classpath, template, spec = defer_first(command, SCALE_CONN_ID, jobs.context("scale__template"))
+    made = asyncio.run(
+        create_like(
+            spec,
+            SCALE_CONN_ID,
+            [command] * (n - 1),
+            prefix="scale",
+            parallel=32,
+            batch_timeout=1800,  # a safety net only: the benchmark releases the jobs long before
+        )
+    )
     sessions = [(template["session_id"], template["session_name"])]
-    sessions += asyncio.run(_create_many(n - 1, command))
+    sessions += [(m.session_id, m.name) for m in made]
     return {"classpath": classpath, "template": template, "sessions": sessions}
-
-
-async def _create_many(count: int, command: str) -> list[tuple[str, str]]:
-    from ai.backend.client.session import AsyncSession
-
-    from airflow.providers.backend.ai._sdk.client import build_api_config
-    from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
-
-    config = build_api_config(BackendAIHook(SCALE_CONN_ID).settings)
-    stamp = int(time.time())
-    limit = asyncio.Semaphore(32)
-    async with AsyncSession(config=config) as api:
-
-        async def one(i: int) -> tuple[str, str]:
-            async with limit:
-                created = await api.ComputeSession.get_or_create(
-                    IMAGE,
-                    name=f"scale-{stamp}-{i:04d}",
-                    type_="batch",
-                    enqueue_only=True,
-                    startup_command=command,
-                    batch_timeout=1800,  # a safety net only: the benchmark releases the jobs long before
-                )
-                return str(created.id), str(created.name)
-
-        return list(await asyncio.gather(*(one(i) for i in range(count))))
 
 
 def run(section: Section, *, quick: bool) -> None:
     n = 200 if quick else 1000
+    gate = ReleaseGate()  # the jobs sleep until the triggerer process lets them go
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp, EmulatorProcess() as emu:
-        fifo = str(Path(tmp) / "release")
-        os.mkfifo(fifo)
         set_connection(SCALE_CONN_ID, emu.connection_json())
         env = airflow_env()
         plan_path, measure_out = str(Path(tmp) / "plan.json"), str(Path(tmp) / "measure.json")
@@ -127,7 +168,7 @@ def run(section: Section, *, quick: bool) -> None:
                 "--plan",
                 plan_path,
                 "--fifo",
-                fifo,
+                gate.path,
                 "--out",
                 measure_out,
             ],
@@ -139,7 +180,7 @@ def run(section: Section, *, quick: bool) -> None:
         )
         try:
             t0 = time.monotonic()
-            plan = make_sessions(n, job_command(fifo))
+            plan = make_sessions(n, gate.command("echo released"))
             # Steady state starts once the backoff is over (37.4 s after a trigger starts, at the default
             # 15 s poll_interval): the full run waits the issue's minute, the quick one (CI, < 3 min in all)
             # 45 s; a few seconds more if the provider's schedule grows. The window holds one (quick) or two
@@ -163,6 +204,7 @@ def run(section: Section, *, quick: bool) -> None:
             if child.poll() is None:
                 child.kill()
                 child.wait()
+            gate.close()
         if child.returncode != 0:
             raise RuntimeError(f"the triggerer process failed ({child.returncode}): {stderr[-3000:]}")
         emu_after = emu.stats()

@@ -34,24 +34,20 @@ import asyncio
 import gc
 import json
 import os
-import resource
 import sys
 import threading
 import time
 from typing import Any
 
-from benchmarks.common import prepare_this_process, quiet_airflow_logging
+from benchmarks.common import prepare_this_process, quiet_airflow_logging, raise_fd_limit, rss_bytes
+from benchmarks.jobs import first_event
+from benchmarks.release_gate import release
 
 TICK = 0.01
 SAMPLE_EVERY = 0.5
 
 
 # -- measure ----------------------------------------------------------------------------------------------
-
-
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def _fd_counts() -> tuple[int, int]:
@@ -66,13 +62,6 @@ def _fd_counts() -> tuple[int, int]:
     return sockets, total
 
 
-def _raise_fd_limit() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
 def _wait_for_plan(path: str, timeout: float = 300.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while not os.path.exists(path):
@@ -84,23 +73,24 @@ def _wait_for_plan(path: str, timeout: float = 300.0) -> dict[str, Any]:
 
 
 def measure(plan_path: str, fifo: str, out_path: str) -> None:
-    fd_limit = _raise_fd_limit()
+    fd_limit = raise_fd_limit()
     prepare_this_process()
     import airflow.providers.backend.ai.triggers.backend_ai as trigger_module
+    from airflow.providers.backend.ai._sdk.client import import_sdk
 
     quiet_airflow_logging()
     gc.collect()
     base = {
-        "rss": _rss(),
+        "rss": rss_bytes(),
         "sockets": _fd_counts()[0],
         "fds": _fd_counts()[1],
         "threads": threading.active_count(),
     }
     t_sdk = time.perf_counter()
-    trigger_module._import_sdk()  # what the first trigger does (off the loop); measured apart
+    import_sdk()  # what the first trigger does (off the loop); measured apart
     sdk_import_seconds = time.perf_counter() - t_sdk
     gc.collect()
-    after_sdk_rss = _rss()
+    after_sdk_rss = rss_bytes()
     plan = _wait_for_plan(plan_path)
     n, warmup, window = len(plan["sessions"]), float(plan["warmup"]), float(plan["window"])
     if fd_limit < n + 200:
@@ -156,7 +146,7 @@ async def _triggerer(triggers: list[Any], fifo: str, warmup: float, window: floa
             samples.append(
                 {
                     "t": time.time(),
-                    "rss": _rss(),
+                    "rss": rss_bytes(),
                     "sockets": sockets,
                     "fds": fds,
                     "events": len(events),
@@ -166,13 +156,8 @@ async def _triggerer(triggers: list[Any], fifo: str, warmup: float, window: floa
             await asyncio.sleep(SAMPLE_EVERY)
 
     async def watch(trigger: Any) -> None:
-        stream = trigger.run()
-        try:
-            event = await stream.__anext__()
-            events[trigger.session_id] = (time.time(), str(event.payload.get("status")))
-        finally:
-            await stream.aclose()
-            await trigger.cleanup()
+        event, at = await first_event(trigger)
+        events[trigger.session_id] = (at, str(event.payload.get("status")))
 
     helpers = [asyncio.ensure_future(ticker()), asyncio.ensure_future(sampler())]
     await asyncio.sleep(0.5)  # idle lag and memory samples before the triggers start
@@ -182,12 +167,9 @@ async def _triggerer(triggers: list[Any], fifo: str, warmup: float, window: floa
     await asyncio.sleep(max(0.0, window_start - time.time()))
     window_end = window_start + window
     await asyncio.sleep(max(0.0, window_end - time.time()))
-    steady_sample = {"rss": _rss(), "sockets": _fd_counts()[0], "events": len(events)}
+    steady_sample = {"rss": rss_bytes(), "sockets": _fd_counts()[0], "events": len(events)}
 
-    # Release every job at once: opening the FIFO for writing and closing it gives each reader EOF.
-    fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-    released = time.time()
-    os.close(fd)
+    released = release(fifo)  # every job at once
     poll = float(triggers[0].poll_interval)
     done, pending = await asyncio.wait(tasks, timeout=2 * poll + 60)
     all_done = time.time()

@@ -17,8 +17,8 @@
 # under the License.
 #
 # Run the provider's tests against the real cluster that up.sh DIR started: the SDK-level contract suite,
-# the provider tests (tests/integration/backend/ai/real_cluster), the system-test Dags (tests/system), and the quick completion-
-# floor benchmark (benchmarks/floor.py: lag after a job's end, requests/s per watched session, 200 deferred
+# the provider tests (tests/integration/backend/ai/real_cluster), the system-test Dags (tests/system), and the
+# quick completion-floor benchmark (benchmarks/floor/: lag after a job's end, requests/s per watched session, 200 deferred
 # sessions in one loop; fails on a broken budget), on the Airflow 3 venv.
 # Every part runs even if an earlier one fails; the exit status is 1 if any failed. Prints the time of each.
 #
@@ -80,7 +80,7 @@ run_part real_cluster tests/integration/backend/ai/real_cluster "$@"
 run_part system tests/system "$@"
 
 # Last, on an idle cluster: the quick completion floor against this manager (cluster.env is loaded, so
-# benchmarks/floor.py targets it). It prints its report, tables included; exit 1 on a broken budget.
+# benchmarks/floor/ targets it). It prints its report, tables included; exit 1 on a broken budget.
 if [ "${BACKEND_AI_RC_FLOOR:-1}" != 0 ]; then
   floor_start=$SECONDS
   report="${FLOOR_REPORT:-$REPO/artifacts/benchmarks-floor-quick.md}"

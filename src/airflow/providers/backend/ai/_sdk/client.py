@@ -115,10 +115,11 @@ async def load_sdk_off_loop() -> None:
     that would stop every other trigger for as long.
     """
     if "ai.backend.client.session" not in sys.modules:
-        await asyncio.to_thread(_import_sdk)
+        await asyncio.to_thread(import_sdk)
 
 
-def _import_sdk() -> None:
+def import_sdk() -> None:
+    """Import the SDK and every module of its API (what creating an SDK session does)."""
     package = importlib.import_module(_SDK_FUNCTIONS)
     for module in pkgutil.iter_modules(package.__path__):
         importlib.import_module(f"{_SDK_FUNCTIONS}.{module.name}")
