@@ -63,6 +63,8 @@ class TaskLog(Protocol):
 
     def warning(self, msg: Any, /, *args: Any) -> Any: ...
 
+    def error(self, msg: Any, /, *args: Any) -> Any: ...
+
 
 class StreamStatus(Protocol):
     """How the event stream is doing, as a watch sees it (``_watch.hub``'s event watches)."""

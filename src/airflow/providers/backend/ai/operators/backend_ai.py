@@ -30,8 +30,9 @@ from airflow.providers.backend.ai._session import params
 from airflow.providers.backend.ai._session.events import EventKind, TriggerOutcome
 from airflow.providers.backend.ai._session.finish import FinishAction, finish_batch
 from airflow.providers.backend.ai._session.state import Verdict
+from airflow.providers.backend.ai._watch.end import FinalLog, final_log, tear_down
 from airflow.providers.backend.ai._watch.log_follower import LogFollower, task_log_writer
-from airflow.providers.backend.ai._watch.loop import read_final_log, wait_for_session
+from airflow.providers.backend.ai._watch.loop import wait_for_session
 from airflow.providers.backend.ai.exceptions import BackendAIException, BackendAIStartupTimeoutError
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
 from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS
@@ -238,51 +239,27 @@ class BackendAIRunBatchOperator(ResumableBatchMixin, SessionOperatorBase):
             )
         raise BackendAIException(outcome.message)
 
-    def _finish(self, facts: SessionFacts, session_name: str | None, follower: LogFollower) -> dict[str, Any]:
-        """
-        Write the rest of the log, apply ``on_finish_action`` and return the XCom value (or raise).
-
-        The job's outcome is known before the log is read: a log that cannot be fetched is noted, not fatal,
-        so a finished paid job is never failed (and retried) for it.
-        """
+    def _finish(self, facts: SessionFacts, session_name: str | None, follower: LogFollower) -> Any:
+        """Write the rest of the log, return the task's outcome (or raise), and apply ``on_finish_action``."""
         try:
-            try:
-                logs = read_final_log(self.hook, facts.session_id, log=self.log)
-            except BackendAIException as exc:
-                self.log.warning(
-                    "Could not fetch the log of Backend.AI session %s: %s", facts.session_id, exc
-                )
-                logs = f"[the session log could not be fetched: {exc}]"
-            else:
-                follower.finish(logs)
-            return finish_batch(facts, logs, session_name=session_name, xcom_log_limit=self.xcom_log_limit)
+            logs = final_log(self.hook, facts.session_id, log=self.log, follower=follower)
+            return self.job_outcome(facts, logs, session_name)
         finally:
             self._tear_down(facts)
 
-    def _tear_down(self, facts: SessionFacts | None) -> None:
+    def job_outcome(self, facts: SessionFacts, logs: FinalLog, session_name: str | None) -> Any:
         """
-        Destroy or keep the session per ``on_finish_action``; ``facts`` is None if the job did not end.
+        The XCom value of a job that ended, or its failure (``BackendAIJobFailedError``).
 
-        A failed destroy is logged, not raised: it must not hide the job's outcome (or the error that
-        ended the wait), and a session whose job has ended terminates by itself.
+        Subclasses that read the job's result from its output (the ``@task.backend_ai`` decorator) override
+        this; ``logs`` says whether the whole log could be fetched.
         """
-        verdict = facts.verdict if facts is not None else None
-        if not self.on_finish_action.destroys(verdict):
-            self.log.info(
-                "Keeping Backend.AI session %s (on_finish_action=%s)", self.session_id, self.on_finish_action
-            )
-            return
-        try:
-            self.destroy_session("the job ended" if verdict is not None else "the job did not end")
-        except BackendAIException as exc:
-            self.log.error(
-                "Could not destroy Backend.AI session %s: %s; %s",
-                self.session_id,
-                exc,
-                "its job has ended, so it terminates by itself"
-                if verdict is not None
-                else "it may run until its job ends; destroy it by hand",
-            )
+        return finish_batch(facts, logs.text, session_name=session_name, xcom_log_limit=self.xcom_log_limit)
+
+    def _tear_down(self, facts: SessionFacts | None) -> None:
+        if self.session_id is not None:
+            verdict = facts.verdict if facts is not None else None
+            tear_down(self.hook, self.session_id, self.on_finish_action, verdict, log=self.log)
 
 
 class BackendAICreateSessionOperator(SessionOperatorBase):
