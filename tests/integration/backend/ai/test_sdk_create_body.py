@@ -99,9 +99,13 @@ def _sent_bodies(calls: list[Any]) -> list[dict[str, Any]]:
     "overrides",
     [
         pytest.param({}, id="batch-job"),
-        pytest.param({"domain_name": "default", "group_name": "default", "architecture": "aarch64"}, id="named"),
+        pytest.param(
+            {"domain_name": "default", "group_name": "default", "architecture": "aarch64"}, id="named"
+        ),
         pytest.param({"priority": 20, "starts_at": None, "no_reuse": True}, id="priority"),
-        pytest.param({"bootstrap_script": None, "batch_timeout": None, "tag": None, "envs": None}, id="sparse"),
+        pytest.param(
+            {"bootstrap_script": None, "batch_timeout": None, "tag": None, "envs": None}, id="sparse"
+        ),
     ],
 )
 def test_the_body_is_the_one_get_or_create_sends_plus_the_two_fields(
@@ -114,7 +118,9 @@ def test_the_body_is_the_one_get_or_create_sends_plus_the_two_fields(
         try:
             plain = ComputeSession.get_or_create(IMAGE, **_kwargs(**overrides))
             name = f"body-{uuid.uuid4().hex[:10]}"
-            ours = create_session(IMAGE, **_kwargs(**overrides, name=name), job_priority=4, is_preemptible=False)
+            ours = create_session(
+                IMAGE, **_kwargs(**overrides, name=name), job_priority=4, is_preemptible=False
+            )
             for created in (plain, ours):
                 _destroy(created)
         finally:
@@ -217,7 +223,9 @@ def test_bad_values_fail_before_anything_is_sent(
 
 
 @pytest.mark.parametrize("version", ["26.4.3", "25.15.0", "26.7.0rc1", "", "unknown"])
-def test_an_older_manager_is_refused_before_any_session_exists(backend_ai_emulator: Any, version: str) -> None:
+def test_an_older_manager_is_refused_before_any_session_exists(
+    backend_ai_emulator: Any, version: str
+) -> None:
     emu = backend_ai_emulator
     emu.settings.manager_version = version
     session = _session(emu)
