@@ -32,6 +32,9 @@ launcher patches four methods of the 26.9.6 dummy classes, then hands over to th
 * ``DummyKernel.get_logs`` answers the output so far while the kernel lives, and the whole output
   after it was destroyed until the agent drops the kernel (as a stopped container's log).
 * ``DummyAgent.destroy_kernel`` kills a job that still runs and collects its logs first.
+* One job per kernel *instance*: a duplicate batch trigger for the same kernel waits for its job, but
+  a kernel the manager rescheduled (preemption in reschedule mode destroys it and creates it again
+  under the same kernel id) runs its command again from the start, with its own output and log.
 * ``DummyAgent.enumerate_containers`` reports every live kernel as a running container;
   the stock ``[]`` makes the agent's 60 s registry sweep kill every running kernel.
 
@@ -71,8 +74,11 @@ _DROPPED_ENV = frozenset({"LD_PRELOAD", "LD_LIBRARY_PATH", "PATH", "HOME", "PYTH
 
 @dataclass
 class _Job:
-    """One batch job of a kernel: its process, its output and whether its logs were shipped."""
+    """One batch job of a kernel instance: its process, its output and whether its logs were shipped."""
 
+    #: The kernel object the job runs in. A rescheduled session keeps its kernel id, but the agent creates
+    #: a new kernel object for it, so the object tells a rerun from a duplicate trigger of the same run.
+    kernel: AbstractKernel | None = None
     output: bytearray = field(default_factory=bytearray)
     pgid: int | None = None
     task: asyncio.Task[Any] | None = None
@@ -177,7 +183,17 @@ async def execute(
             flush_timeout=flush_timeout,
         )
     kernel = self.kernel_registry[kernel_id]  # KeyError: execute_batch reports the kernel gone
-    job = _jobs.setdefault(kernel_id, _Job())
+    job = _jobs.get(kernel_id)
+    if job is None or job.kernel is not kernel:
+        # The first run of this kernel, or a rerun: the manager rescheduled the session (preemption in
+        # reschedule mode), which destroyed the kernel and created it again under the same id. A real
+        # agent starts a new container then; so a new job runs the command from the start, with a log of
+        # its own that replaces the first run's once shipped.
+        if job is not None:
+            print(
+                f"run_dummy_agent: rerun of kernel {kernel_id} (created again)", file=sys.stderr, flush=True
+            )
+        job = _jobs[kernel_id] = _Job(kernel=kernel)
     if job.exit_code is not None:
         # The manager triggered this kernel's batch execution once more: its RUNNING hook can run again
         # for a session whose transition a loaded scheduler has not committed yet (seen on 26.9.6: 2-3
@@ -207,7 +223,9 @@ async def execute(
 
 async def get_logs(self: DummyKernel) -> dict[str, Any]:
     job = _jobs.get(self.kernel_id)
-    return {"logs": bytes(job.output).decode("utf-8", "replace") if job else ""}
+    if job is None or (job.kernel is not None and job.kernel is not self):
+        return {"logs": ""}  # a kernel created again whose rerun has not started: a new, empty container log
+    return {"logs": bytes(job.output).decode("utf-8", "replace")}
 
 
 async def destroy_kernel(self: DummyAgent, kernel_id: KernelId, container_id: ContainerId | None) -> None:
@@ -222,8 +240,14 @@ async def destroy_kernel(self: DummyAgent, kernel_id: KernelId, container_id: Co
         # A stopped container keeps its log until the agent removes it, and get_logs reads it until the
         # kernel leaves the agent's registry (then the agent raises KeyError: HTTP 500 until TERMINATED).
         # So the output stays readable here; it is forgotten well after the kernel is gone.
-        asyncio.get_running_loop().call_later(_FORGET_AFTER, _jobs.pop, kernel_id, None)
+        asyncio.get_running_loop().call_later(_FORGET_AFTER, _forget, kernel_id, job)
     await _original_destroy_kernel(self, kernel_id, container_id)
+
+
+def _forget(kernel_id: KernelId, job: _Job) -> None:
+    """Drop a destroyed kernel's job, unless a rerun of the kernel has replaced it meanwhile."""
+    if _jobs.get(kernel_id) is job:
+        del _jobs[kernel_id]
 
 
 async def enumerate_containers(

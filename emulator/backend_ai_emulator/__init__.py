@@ -31,6 +31,8 @@ from .auth import compute_signature, signed_headers, verify
 from .faults import FAULT_KINDS, ROUTE_NAMES, Fault, FaultRegistry
 from .server import EmulatorHandle, start_emulator
 from .settings import (
+    ADMIN_ACCESS_KEY,
+    ADMIN_SECRET_KEY,
     API_VERSION,
     DEFAULT_ACCESS_KEY,
     DEFAULT_IMAGES,
@@ -41,12 +43,15 @@ from .settings import (
     VALID_API_VERSIONS,
     EmulatorSettings,
     Keypair,
+    PreemptionConfig,
 )
 from .store import EventRecord, RequestRecord, SessionSnapshot
 
 DEFAULT_IMAGE = "cr.backend.ai/stable/python:3.9-ubuntu20.04"
 
 __all__ = [
+    "ADMIN_ACCESS_KEY",
+    "ADMIN_SECRET_KEY",
     "API_VERSION",
     "DEFAULT_ACCESS_KEY",
     "DEFAULT_IMAGE",
@@ -64,6 +69,7 @@ __all__ = [
     "Fault",
     "FaultRegistry",
     "Keypair",
+    "PreemptionConfig",
     "RequestRecord",
     "SessionSnapshot",
     "compute_signature",

@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--sse-ping-interval", type=float, help="seconds between ': ping' comments (15)")
     parser.add_argument(
+        "--capacity",
+        metavar="SLOTS",
+        help="the agent's slots, e.g. cpu=8,mem=64g: sessions queue for them and can be preempted",
+    )
+    parser.add_argument("--long-cycle", type=float, help="seconds of the long-cycle scheduler pass (60 real)")
+    parser.add_argument(
         "--block-event-streams",
         metavar="HOW",
         help="answer /events/session with an error status (404, 405, 502, ...), 'hang' or 'silent'",
@@ -92,6 +98,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings.fixed_event_quirks = args.fixed_event_quirks
     if args.sse_ping_interval is not None:
         settings.sse_ping_interval = args.sse_ping_interval
+    if args.long_cycle is not None:
+        settings.long_cycle = args.long_cycle
+    if args.capacity:
+        try:
+            settings.capacity = dict(part.split("=", 1) for part in args.capacity.split(","))
+        except ValueError:
+            print(
+                f"backend-ai-emulator: --capacity {args.capacity!r}: expected NAME=AMOUNT,...",
+                file=sys.stderr,
+            )
+            return 2
     if args.block_event_streams:
         how = args.block_event_streams
         try:
@@ -130,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"export BACKEND_AI_TEST_OTHER_ACCESS_KEY={handle.other_access_key}",
         f"export BACKEND_AI_TEST_OTHER_SECRET_KEY={handle.other_secret_key}",
         f"export BACKEND_AI_TEST_IMAGE={DEFAULT_IMAGE}",
+        f"export BACKEND_AI_TEST_ADMIN_ACCESS_KEY={handle.admin_access_key}",
+        f"export BACKEND_AI_TEST_ADMIN_SECRET_KEY={handle.admin_secret_key}",
         "# for the backend.ai CLI: BACKEND_ENDPOINT_TYPE=api BACKEND_ENDPOINT=... BACKEND_ACCESS_KEY=... "
         "BACKEND_SECRET_KEY=...",
         "# Ctrl-C or SIGTERM stops the server and kills running jobs.",

@@ -250,5 +250,6 @@ def build_app(state: EmulatorState) -> web.Application:
     )
     r.add_route("*", "/session/{session_name}/{action}", handlers.not_emulated, name="not_emulated__action")
     r.add_route("POST", "/admin/gql", handlers.gql, name="gql")
+    r.add_route("POST", "/admin/gql/strawberry", handlers.gql_v2, name="gql_v2")
     r.add_route("GET", "/events/session", handlers.events, name="events")
     return app

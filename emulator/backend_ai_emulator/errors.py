@@ -224,6 +224,18 @@ def method_not_allowed(method: str) -> ApiError:
     )
 
 
+def agent_not_found() -> ApiError:
+    """Logs of a session whose kernel has no agent (PENDING, also when requeued after a preemption)."""
+    return ApiError(
+        404,
+        "object-not-found",
+        "No such agent.",
+        "agent_read_not-found",
+        "Kernel has not been assigned to an agent.",
+        {"kernel_id": None},
+    )
+
+
 def internal_error(msg: str | None = None) -> ApiError:
     """An emulator bug or an injected server error."""
     return ApiError(

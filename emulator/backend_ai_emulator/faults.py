@@ -50,6 +50,7 @@ ROUTE_NAMES = frozenset(
         "logs",
         "status_history",
         "gql",
+        "gql_v2",
         "events",
         "not_emulated",
     }

@@ -269,7 +269,8 @@ def _common(rec: SessionRecord) -> dict[str, Callable[[], Any]]:
         "status_history": lambda: _jsonstring(rec.status_history()),
         "created_at": lambda: _iso(rec.created_at),
         "terminated_at": lambda: _iso(rec.terminated_at),
-        "starts_at": lambda: _iso(rec.starts_at),
+        # 26.9.6: when the current run reached RUNNING; null before, and again after a requeue.
+        "starts_at": lambda: _iso(rec.started_at),
         "scheduled_at": lambda: _iso(scheduled),
         "startup_command": lambda: rec.startup_command,
         "result": lambda: rec.result,
@@ -378,7 +379,7 @@ def _kernel_connection(rec: SessionRecord, selections: list[Field]) -> dict[str,
     return out
 
 
-def _node(rec: SessionRecord, selections: list[Field]) -> dict[str, Any]:
+def _node(rec: SessionRecord, selections: list[Field], ctx: GraphQLContext) -> dict[str, Any]:
     fields = _common(rec)
     fields.update(
         {
@@ -388,7 +389,7 @@ def _node(rec: SessionRecord, selections: list[Field]) -> dict[str, Any]:
             "type": lambda: rec.session_type.lower(),
             "project_id": lambda: str(rec.group_id),
             "image_references": lambda: [rec.image],
-            "queue_position": lambda: None,
+            "queue_position": lambda: ctx.queue_position(rec),
         }
     )
     leaf = [s for s in selections if s.name != "kernel_nodes"]
@@ -405,6 +406,8 @@ class GraphQLContext:
 
     visible: Callable[[uuid.UUID], SessionRecord | None]
     all_visible: Callable[[], list[SessionRecord]]
+    #: The place of a PENDING session in its resource group's queue (all users' sessions count).
+    queue_position: Callable[[SessionRecord], int | None] = lambda rec: None
 
 
 def _resolve_root(ctx: GraphQLContext, sel: Field) -> Any:
@@ -419,7 +422,7 @@ def _resolve_root(ctx: GraphQLContext, sel: Field) -> Any:
                 "Field 'compute_session_node' argument 'id' of type 'GlobalIDField!' is required."
             )
         rec = ctx.visible(parse_session_ref(sel.args["id"]))
-        return None if rec is None else _node(rec, sel.selections)
+        return None if rec is None else _node(rec, sel.selections, ctx)
     if sel.name == "compute_session_list":
         return _session_list(ctx, sel)
     if sel.name == "__typename":

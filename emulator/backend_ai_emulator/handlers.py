@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from . import graphql
+from . import graphql, strawberry
 from .errors import (
     PERMISSION_SOFT_DELETE,
     ApiError,
+    agent_not_found,
     bad_request_params,
     entity_not_found,
     insufficient_privilege,
@@ -39,9 +40,10 @@ from .errors import (
     not_implemented,
 )
 from .events import Subscription, stream_events
+from .scheduler import queue_position
 from .settings import Keypair
 from .state import EmulatorState
-from .store import TERMINATING
+from .store import PENDING, PREPARED, PREPARING, RESCHEDULING, RESERVED, SCHEDULED, TERMINATING
 from .validation import parse_create_body
 
 if TYPE_CHECKING:
@@ -174,8 +176,27 @@ async def logs(request: web.Request) -> web.Response:
         raise kernel_not_found(kernel_id)
     if state.settings.logs_gap_while_terminating and rec.kernel_gone and rec.status == TERMINATING:
         raise internal_error()  # the agent no longer knows the kernel; the stored log comes at TERMINATED
+    _check_preemption_log_gaps(rec)
     text = state.store.read(rec, lambda r: r.log.decode("utf-8", errors="replace"))
     return web.json_response({"result": {"logs": text}})
+
+
+def _check_preemption_log_gaps(rec: SessionRecord) -> None:
+    """
+    The log answers around a preemption, as 26.9.6 gives them.
+
+    A RESERVED preemptor and a requeued session being prepared again (SCHEDULED to PREPARED) answer
+    500 (the manager asks an agent that has no such kernel); so does a RESCHEDULING victim once its kernel
+    is gone; a requeued session back in PENDING answers 404 "No such agent.". From CREATING on, the rerun's
+    own (new, empty) log is served.
+    """
+    if rec.status == RESERVED or (rec.status == RESCHEDULING and rec.kernel_gone):
+        raise internal_error()
+    if rec.requeued:
+        if rec.status == PENDING:
+            raise agent_not_found()
+        if rec.status in (SCHEDULED, PREPARING, PREPARED):
+            raise internal_error()
 
 
 async def status_history(request: web.Request) -> web.Response:
@@ -194,8 +215,16 @@ async def gql(request: web.Request) -> web.Response:
     ctx = graphql.GraphQLContext(
         visible=lambda session_id: state.visible_session(caller, session_id),
         all_visible=lambda: state.visible_sessions(caller),
+        queue_position=lambda rec: queue_position(state.store.records(), rec),
     )
     return web.json_response(graphql.execute(ctx, await _json_body(request)))
+
+
+async def gql_v2(request: web.Request) -> web.Response:
+    """``POST /admin/gql/strawberry``: the new GraphQL schema, for what only it has (always 200)."""
+    state = state_of(request)
+    body = await _json_body(request)
+    return web.json_response(strawberry.execute(state, caller_of(request), body))
 
 
 async def events(request: web.Request) -> web.StreamResponse:
@@ -243,6 +272,7 @@ __all__ = [
     "events",
     "get_info",
     "gql",
+    "gql_v2",
     "logs",
     "not_emulated",
     "restart",

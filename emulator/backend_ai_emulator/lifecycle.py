@@ -34,8 +34,10 @@ import uuid
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from . import scheduler
 from .errors import (
     image_not_found,
+    internal_error,
     invalid_api_params,
     quota_exceeded,
     session_already_exists,
@@ -50,8 +52,11 @@ from .store import (
     ERROR,
     FAILURE,
     PENDING,
+    PREEMPTED,
     PREPARED,
     PREPARING,
+    RESCHEDULING,
+    RESERVED,
     RUNNING,
     SCHEDULED,
     SUCCESS,
@@ -62,7 +67,14 @@ from .store import (
     SessionStore,
     utcnow,
 )
-from .validation import CreateRequest, UnknownSlotError, parse_slots, parse_starts_at
+from .validation import (
+    JOB_PRIORITY_MAX,
+    JOB_PRIORITY_MIN,
+    CreateRequest,
+    UnknownSlotError,
+    parse_slots,
+    parse_starts_at,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -75,6 +87,12 @@ log = logging.getLogger(__name__)
 
 _SCHEDULER = "triggered-by-scheduler"
 _PRECONDITIONS = "passed-preconditions"  # the reason of session_preparing on 26.9.6
+# Preemption reasons on 26.9.6: the preemptor's reservation, the victim's mark, the mode handler's step,
+# and the requeue (also the reason of the second ``session_pending``).
+_RESERVATION = "preemption-reservation"
+_PREEMPTED_BY_RESERVATION = "preempted-by-reservation"
+_PREEMPTED_BY_SCHEDULER = "preempted-by-scheduler"
+_RESCHEDULED = "rescheduled"
 _CANCEL_WAIT = 5.0
 
 
@@ -141,7 +159,9 @@ class SessionEngine:
         ``event_reason`` is the event's reason when it differs from the status reason (``session_terminated``
         always says ``triggered-by-scheduler`` on the manager, whatever ``status_info`` holds).
         """
+        previous = rec.status
         self._store.set_status(rec, status, **changes)
+        self._store.mutate(rec, lambda r: scheduler.record_transition(r, previous, status))
         name = "session_started" if status == RUNNING else f"session_{status.lower()}"
         self._hub.emit(rec, name, reason if event_reason is None else event_reason)
         if kernel_event:
@@ -212,7 +232,13 @@ class SessionEngine:
             mounts=list(req.mounts),
             scaling_group=req.scaling_group,
             callback_url=req.callback_url,
+            job_priority=req.job_priority,
+            is_preemptible=req.is_preemptible,
         )
+        if not JOB_PRIORITY_MIN <= rec.job_priority <= JOB_PRIORITY_MAX:
+            # The manager's INSERT fails on its ``integer`` column: an unhandled 500.
+            raise internal_error()
+        scheduler.record_transition(rec, None, PENDING)
         self._store.add(rec)
         self._hub.emit(rec, "session_pending", "Session enqueued")
         self._drivers[rec.id] = asyncio.ensure_future(self._drive(rec))
@@ -279,14 +305,16 @@ class SessionEngine:
         if self._manager_up is not None and not self._manager_up.is_set():
             await self._manager_up.wait()
 
-    async def _drive(self, rec: SessionRecord) -> None:
+    async def _drive(self, rec: SessionRecord, *, rerun: bool = False) -> None:
+        """Walk a session to RUNNING and run its job; ``rerun``: again, after a preemption requeued it."""
         s = self._settings
         try:
-            await _sleep(s.step_delay + s.pending_hold)
-            if rec.starts_at is not None:
+            await _sleep(s.step_delay + (0.0 if rerun else s.pending_hold))
+            if rec.starts_at is not None and not rerun:
                 await _sleep((rec.starts_at - utcnow()).total_seconds())
             await self._up()
-            self._transition(rec, SCHEDULED, _SCHEDULER)
+            await self._admit(rec)
+            self._transition(rec, SCHEDULED, _SCHEDULER, kernel_gone=False)
             await _sleep(s.step_delay)
             await self._up()
             self._transition(rec, PREPARING, _PRECONDITIONS)
@@ -298,6 +326,14 @@ class SessionEngine:
             # The agent reports the kernel's creation (reason "") just before the session is CREATING.
             for kernel_event in ("kernel_preparing", "kernel_creating", "kernel_started"):
                 self._hub.emit(rec, kernel_event, "", kernel=True)
+            if rec.requeued:  # the rerun's container: a new, empty log replaces the first run's
+
+                def _new_container(r: SessionRecord) -> None:
+                    r.log = bytearray()
+                    r.log_truncated = False
+                    r.requeued = False
+
+                self._store.mutate(rec, _new_container)
             self._transition(rec, CREATING, _SCHEDULER)
             await _sleep(s.step_delay)
             await self._up()
@@ -316,7 +352,16 @@ class SessionEngine:
                     },
                 )
                 return
-            self._transition(rec, RUNNING, _SCHEDULER, container_id=secrets.token_hex(32))
+            self._transition(
+                rec,
+                RUNNING,
+                _SCHEDULER,
+                container_id=secrets.token_hex(32),
+                status_info=None,  # "preemption-reservation"/"rescheduled" end here
+                runs=rec.runs + 1,
+            )
+            # GraphQL ``starts_at``: the moment this run reached RUNNING (reset when requeued).
+            self._store.mutate(rec, lambda r: setattr(r, "started_at", r.history[-1][1]))
             if not rec.is_batch:
                 return
             try:
@@ -347,6 +392,126 @@ class SessionEngine:
         finally:
             if self._drivers.get(rec.id) is asyncio.current_task():
                 del self._drivers[rec.id]
+
+    # -- scheduling and preemption (only with a capacity) ------------------------------------
+
+    async def _admit(self, rec: SessionRecord) -> None:
+        """
+        Return when ``rec`` may leave PENDING: at once without a capacity; otherwise when it is the head
+        of its queue and fits, or when the victims it reserved (preemption) are gone and a long-cycle
+        pass has come. Each attempt that fails is recorded in the session's scheduling history.
+        """
+        while self._settings.capacity is not None:
+            changed = self._changed
+            await self._up()
+            decision = self._attempt(rec)
+            if decision == "admit":
+                return
+            if decision == "reserved":
+                await self._await_victims(rec)
+                return
+            await changed.wait()
+
+    def _attempt(self, rec: SessionRecord) -> str:
+        """One scheduling pass for ``rec`` (synchronous): ``admit``, ``reserved`` or ``wait``."""
+        capacity = self._settings.capacity
+        assert capacity is not None
+        records = self._store.records()
+        queue = scheduler.pending_queue(records, scheduler.resource_group(rec))
+        if queue and queue[0] is not rec:
+            self._store.mutate(rec, lambda r: scheduler.record_skipped(r, queue[0]))
+            return "wait"
+        try:
+            slots = scheduler.capacity_slots(capacity)
+        except ValueError:
+            log.exception("emulator: unreadable capacity %r; treating it as unlimited", capacity)
+            return "admit"
+        free = scheduler.free_slots(records, slots)
+        if not scheduler.missing(rec.requested_slots, free):
+            return "admit"
+        config = self._settings.preemption_for(rec.scaling_group)
+        victims = scheduler.choose_victims(records, rec, free, config) if config.enabled else []
+        if not victims:
+            self._store.mutate(rec, lambda r: scheduler.record_unplaceable(r, free))
+            return "wait"
+        self._reserve(rec, victims, config.mode)
+        return "reserved"
+
+    def _reserve(self, rec: SessionRecord, victims: list[SessionRecord], mode: str) -> None:
+        """The preemptor goes RESERVED, its victims PREEMPTED; each victim's job is stopped at once."""
+        self._transition(
+            rec, RESERVED, _RESERVATION, status_info=_RESERVATION, victims=[v.id for v in victims]
+        )
+        self._store.mutate(rec, scheduler.record_reservation)
+        for victim in victims:
+            self._transition(
+                victim,
+                PREEMPTED,
+                _PREEMPTED_BY_RESERVATION,
+                status_info=_PREEMPTED_BY_RESERVATION,
+                preempted_by=rec.id,
+            )
+            driver = self._drivers.pop(victim.id, None)
+            self._finishers[victim.id] = asyncio.ensure_future(self._preempted(victim, mode, driver))
+
+    async def _await_victims(self, rec: SessionRecord) -> None:
+        """
+        A RESERVED session waits for its victims' resources, then for two long-cycle passes (the
+        manager's RELEASE_RESERVED admits its kernels, CHECK_RESERVED_PROGRESS promotes it), so a
+        rescheduled victim, requeued after one pass, is back in the queue first.
+        """
+        while True:
+            changed = self._changed
+            victims = [self._store.get(v) for v in rec.victims]
+            if not any(v is not None and v.holds_resources for v in victims):
+                break
+            await changed.wait()
+        await _sleep(2 * self._settings.long_cycle)
+        await self._up()
+
+    async def _preempted(self, rec: SessionRecord, mode: str, driver: asyncio.Task[None] | None) -> None:
+        """
+        A victim after PREEMPTED: its kernel is destroyed one tick later (the job is killed), then
+        terminate mode ends it (TERMINATING, TERMINATED, ``result`` UNDEFINED, no success/failure
+        event) and reschedule mode requeues it (RESCHEDULING, PENDING ``rescheduled`` after the next
+        long-cycle pass) to run the job again from the start.
+        """
+        s = self._settings
+        try:
+            if driver is not None and not driver.done():
+                driver.cancel()  # kills the job's process group
+                await asyncio.wait([driver], timeout=_CANCEL_WAIT)
+            await _sleep(s.tick)
+            await self._up()
+            if mode == "terminate":
+                self._transition(
+                    rec, TERMINATING, _PREEMPTED_BY_SCHEDULER, status_info=_PREEMPTED_BY_SCHEDULER
+                )
+                await self._terminate_after_ticks(rec, _PREEMPTED_BY_SCHEDULER, None)
+                return
+            self._transition(rec, RESCHEDULING, _PREEMPTED_BY_SCHEDULER, status_info=_PREEMPTED_BY_SCHEDULER)
+            await _sleep(s.tick)
+            await self._up()
+            self._store.mutate(rec, _drop_kernel)
+            self._hub.emit(rec, "kernel_terminated", _PREEMPTED_BY_SCHEDULER, kernel=True)
+            self._notify()
+            await _sleep(s.long_cycle)
+            await self._up()
+            self._transition(
+                rec,
+                PENDING,
+                _RESCHEDULED,
+                status_info=_RESCHEDULED,
+                started_at=None,
+                container_id=None,
+                requeued=True,
+                requeued_at=utcnow(),
+                preempted_by=None,
+            )
+            self._drivers[rec.id] = asyncio.ensure_future(self._drive(rec, rerun=True))
+        finally:
+            if self._finishers.get(rec.id) is asyncio.current_task():
+                del self._finishers[rec.id]
 
     @staticmethod
     def _job_environ(rec: SessionRecord) -> dict[str, str]:
@@ -393,6 +558,7 @@ class SessionEngine:
         await _sleep(self._settings.tick)
         await self._up()
         self._store.mutate(rec, _drop_kernel)
+        self._notify()  # its resources are free: a waiting session may fit now
         self._hub.emit(rec, "kernel_terminated", reason, kernel=True, exit_code=exit_code)
         await _sleep(self._settings.tick)
         await self._up()

@@ -38,11 +38,14 @@ from aiohttp import web
 from .app import build_app
 from .faults import FaultRegistry
 from .settings import (
+    ADMIN_ACCESS_KEY,
+    ADMIN_SECRET_KEY,
     DEFAULT_ACCESS_KEY,
     DEFAULT_SECRET_KEY,
     OTHER_ACCESS_KEY,
     OTHER_SECRET_KEY,
     EmulatorSettings,
+    PreemptionConfig,
     default_keypairs,
 )
 from .state import EmulatorState
@@ -96,8 +99,11 @@ class EmulatorHandle:
         self.secret_key = secret_key
         self.other_access_key = other_access_key
         self.other_secret_key = other_secret_key
+        #: A superadmin keypair, for the admin GraphQL API (``adminUpdateResourceGroup``).
+        self.admin_access_key = ADMIN_ACCESS_KEY
+        self.admin_secret_key = ADMIN_SECRET_KEY
         self.settings = settings or EmulatorSettings()
-        stock = (DEFAULT_ACCESS_KEY, OTHER_ACCESS_KEY)
+        stock = (DEFAULT_ACCESS_KEY, OTHER_ACCESS_KEY, ADMIN_ACCESS_KEY)
         keypairs = {ak: kp for ak, kp in self.settings.keypairs.items() if ak not in stock}
         keypairs.update(default_keypairs(access_key, secret_key, other_access_key, other_secret_key))
         self.settings.keypairs = keypairs
@@ -368,6 +374,27 @@ class EmulatorHandle:
                 await asyncio.sleep(0.1)
         if self._state is not None:
             self._state.manager_up.set()
+
+    def set_preemption(
+        self,
+        enabled: bool = True,
+        mode: str = "terminate",
+        *,
+        resource_group: str = "default",
+        capacity: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> None:
+        """
+        Turn preemption on or off for a resource group (what ``adminUpdateResourceGroup`` does).
+
+        Preemption needs sessions that do not fit, so a ``capacity`` can be set at the same time; the
+        other ``options`` are :class:`PreemptionConfig` fields (``order``, ``victim_scope``, ...).
+        ``reset()`` restores both.
+        """
+        config = PreemptionConfig(enabled=enabled, mode=mode, **options)
+        self.settings.preemption = {**self.settings.preemption, resource_group: config}
+        if capacity is not None:
+            self.settings.capacity = capacity
 
     def set_baseline(self) -> None:
         """Make the current settings what :meth:`reset` restores (for customised long-lived servers)."""

@@ -57,6 +57,9 @@ DEFAULT_ACCESS_KEY = "AKIAEMULATORTEST0001"
 DEFAULT_SECRET_KEY = "EmulatorFakeSecretKey/NotForProduction01"
 OTHER_ACCESS_KEY = "AKIAEMULATORTEST0002"
 OTHER_SECRET_KEY = "EmulatorFakeSecretKey/NotForProduction02"
+#: A superadmin, for the admin GraphQL API (preemption settings of a resource group).
+ADMIN_ACCESS_KEY = "AKIAEMULATORADMIN001"
+ADMIN_SECRET_KEY = "EmulatorFakeSecretKey/NotForProduction00"
 
 DEFAULT_IMAGES: frozenset[str] = frozenset(
     {
@@ -70,6 +73,13 @@ DEFAULT_IMAGES: frozenset[str] = frozenset(
 DEFAULT_SLOTS: frozenset[str] = frozenset({"cpu", "mem", "cuda.device", "cuda.shares"})
 
 REALISTIC_TICK = 2.0
+#: The manager's long-cycle scheduler pass (26.9.6: 60 s), which alone releases RESERVED sessions and
+#: requeues rescheduled ones.
+REALISTIC_LONG_CYCLE = 60.0
+
+PREEMPTION_MODES = ("terminate", "reschedule")
+PREEMPTION_ORDERS = ("oldest", "newest")
+VICTIM_SCOPES = ("user", "project", "domain", "resource_group")
 
 #: The non-status values of ``EmulatorSettings.event_stream_block``.
 STREAM_BLOCK_MODES = frozenset({"hang", "silent"})
@@ -111,11 +121,44 @@ def default_keypairs(
     other_access_key: str = OTHER_ACCESS_KEY,
     other_secret_key: str = OTHER_SECRET_KEY,
 ) -> dict[str, Keypair]:
-    """The two test users: the main one and a second one for isolation tests."""
+    """The two test users (the main one and a second one for isolation tests) and a superadmin."""
     return {
         access_key: Keypair.make(access_key, secret_key),
         other_access_key: Keypair.make(other_access_key, other_secret_key),
+        ADMIN_ACCESS_KEY: Keypair.make(ADMIN_ACCESS_KEY, ADMIN_SECRET_KEY, role="superadmin"),
     }
+
+
+@dataclass(frozen=True)
+class PreemptionConfig:
+    """
+    A resource group's ``scheduler_opts.preemption`` (26.8+), as ``adminUpdateResourceGroup`` sets it.
+
+    ``mode`` is ``terminate`` or ``reschedule``; ``order`` picks among victims of the same
+    ``job_priority`` (``oldest`` first by start time, or ``newest``); ``victim_scope`` limits victims to
+    the pending session's owner (``user``) or widens it (the emulator has one project and domain, so the
+    wider scopes all mean "any owner"). ``preemptible_priority`` is stored and reported, and, as on the
+    manager, read by nothing.
+    """
+
+    enabled: bool = False
+    mode: str = "terminate"
+    order: str = "oldest"
+    victim_scope: str = "user"
+    preemptible_priority: int = 5
+    preemption_min_runtime: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in PREEMPTION_MODES:
+            raise ValueError(f"mode must be one of {PREEMPTION_MODES}, not {self.mode!r}")
+        if self.order not in PREEMPTION_ORDERS:
+            raise ValueError(f"order must be one of {PREEMPTION_ORDERS}, not {self.order!r}")
+        if self.victim_scope not in VICTIM_SCOPES:
+            raise ValueError(f"victim_scope must be one of {VICTIM_SCOPES}, not {self.victim_scope!r}")
+
+
+def _default_preemption() -> dict[str, PreemptionConfig]:
+    return {"default": PreemptionConfig()}
 
 
 def _default_limits() -> dict[str, dict[str, Any]]:
@@ -177,6 +220,17 @@ class EmulatorSettings:
     manager_version: str = MANAGER_VERSION
     #: Shell used for bootstrap and startup commands.
     shell: str = "bash"
+    #: The resource group's agent capacity, e.g. ``{"cpu": 4, "mem": "16g"}``. None (default): every
+    #: session fits at once, as before. Set, sessions wait PENDING in FIFO order (head-of-line blocking)
+    #: until their slots fit beside the sessions that hold resources, with the manager's scheduling
+    #: history and queue position; preemption needs it (a session must not fit for one to happen).
+    capacity: dict[str, Any] | None = None
+    #: Preemption settings per resource group name (sessions without a ``scalingGroup`` use
+    #: ``"default"``); the admin mutation ``adminUpdateResourceGroup`` replaces one.
+    preemption: dict[str, PreemptionConfig] = field(default_factory=_default_preemption)
+    #: Seconds until the manager's next long-cycle pass, the only pass that releases a RESERVED session
+    #: once its victims are gone and requeues a rescheduled one (60 s on 26.9.6; realistic timing).
+    long_cycle: float = 0.05
 
     def use_realistic_timing(self) -> None:
         """Match the real manager's pace (2 s steps and ticks, 0.5 s before answering) and its log gap."""
@@ -184,6 +238,7 @@ class EmulatorSettings:
         self.tick = REALISTIC_TICK
         self.running_response_delay = 0.5
         self.logs_gap_while_terminating = True
+        self.long_cycle = REALISTIC_LONG_CYCLE
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "event_stream_block" and value is not None:
@@ -200,6 +255,11 @@ class EmulatorSettings:
         clone = EmulatorSettings()
         clone.restore(self)
         return clone
+
+    def preemption_for(self, resource_group: str | None) -> PreemptionConfig:
+        """The preemption settings of a session's resource group (the default group's when unknown)."""
+        name = resource_group or "default"
+        return self.preemption.get(name) or self.preemption.get("default") or PreemptionConfig()
 
     def limits_for(self, access_key: str) -> dict[str, Any]:
         """The resource ceiling that applies to ``access_key``."""

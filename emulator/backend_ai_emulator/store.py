@@ -47,6 +47,11 @@ TERMINATING = "TERMINATING"
 TERMINATED = "TERMINATED"
 CANCELLED = "CANCELLED"
 ERROR = "ERROR"
+#: Preemption (26.8+): the preemptor waits RESERVED for its victims' resources; a victim goes PREEMPTED,
+#: then TERMINATING (terminate mode) or RESCHEDULING and back to PENDING (reschedule mode).
+RESERVED = "RESERVED"
+PREEMPTED = "PREEMPTED"
+RESCHEDULING = "RESCHEDULING"
 
 #: Rows the manager hides from ``get_info`` and other non-stale lookups.
 DEAD_STATUSES = frozenset({TERMINATED, CANCELLED})
@@ -123,6 +128,22 @@ class SessionRecord:
     job_exited_at: datetime | None = None
     #: The agent has dropped the kernel (``kernel_terminated`` was sent): see ``logs_gap_while_terminating``.
     kernel_gone: bool = False
+    #: Preemption fields of the create request (26.8+): higher ``job_priority`` may preempt lower.
+    job_priority: int = 0
+    is_preemptible: bool = True
+    #: When the current run reached RUNNING (GraphQL ``starts_at``); None before and after a requeue.
+    started_at: datetime | None = None
+    #: How many times the batch job was started (2 after one rerun).
+    runs: int = 0
+    #: Back in the queue after a preemption (reschedule mode), until the rerun's container exists.
+    requeued: bool = False
+    #: When it was last requeued.
+    requeued_at: datetime | None = None
+    #: Sessions this RESERVED session preempted, and the session that preempted this one.
+    victims: list[uuid.UUID] = field(default_factory=list)
+    preempted_by: uuid.UUID | None = None
+    #: The scheduler's records for ``sessionScopedSchedulingHistories``.
+    scheduling_history: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def is_batch(self) -> bool:
@@ -133,9 +154,16 @@ class SessionRecord:
         return self.status not in TERMINAL_STATUSES
 
     @property
+    def holds_resources(self) -> bool:
+        """On an agent (SCHEDULED … TERMINATING, PREEMPTED, RESCHEDULING) until its kernel is gone."""
+        return self.status not in (PENDING, RESERVED, *TERMINAL_STATUSES) and not self.kernel_gone
+
+    @property
     def occupied_slots(self) -> dict[str, Decimal]:
         """Slots held while the session occupies an agent (SCHEDULED … TERMINATING)."""
-        return dict(self.requested_slots) if self.status not in (PENDING, *TERMINAL_STATUSES) else {}
+        return (
+            dict(self.requested_slots) if self.status not in (PENDING, RESERVED, *TERMINAL_STATUSES) else {}
+        )
 
     def status_history(self) -> dict[str, str]:
         """``{STATUS: iso}`` with the latest time per status, like the manager's JSON column."""
@@ -168,6 +196,15 @@ class SessionSnapshot:
     log_bytes: bytes
     pid: int | None
     job_exited_at: datetime | None = None
+    job_priority: int = 0
+    is_preemptible: bool = True
+    started_at: datetime | None = None
+    runs: int = 0
+    requeued_at: datetime | None = None
+    preempted_by: uuid.UUID | None = None
+    scheduling_history: tuple[dict[str, Any], ...] = ()
+    #: The agent no longer has the kernel (after ``kernel_terminated``; false again once it is rescheduled).
+    kernel_gone: bool = False
 
     @property
     def logs(self) -> str:
@@ -345,6 +382,14 @@ class SessionStore:
             log_bytes=bytes(record.log),
             pid=record.pid,
             job_exited_at=record.job_exited_at,
+            job_priority=record.job_priority,
+            is_preemptible=record.is_preemptible,
+            started_at=record.started_at,
+            runs=record.runs,
+            requeued_at=record.requeued_at,
+            preempted_by=record.preempted_by,
+            scheduling_history=tuple(dict(entry) for entry in record.scheduling_history),
+            kernel_gone=record.kernel_gone,
         )
 
     def snapshots(self) -> list[SessionSnapshot]:

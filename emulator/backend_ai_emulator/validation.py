@@ -206,6 +206,29 @@ class CreateRequest:
     resource_opts: dict[str, Any] = field(default_factory=dict)
     mounts: list[Any] = field(default_factory=list)
     scaling_group: str | None = None
+    #: 26.8+: snake_case only (``jobPriority`` is an unknown key, ignored like every extra key).
+    job_priority: int = 0
+    is_preemptible: bool = True
+
+
+#: ``job_priority`` is a PostgreSQL ``integer`` on the manager: a value outside it fails the INSERT (500).
+JOB_PRIORITY_MIN, JOB_PRIORITY_MAX = -(2**31), 2**31 - 1
+
+
+def _as_lax_int(value: Any, name: str) -> int:
+    """Pydantic's lax ``int``: ints, bools, integral floats and integer strings; anything else is a 400."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise bad_request_params(f"{name}: Input should be a valid integer")
 
 
 def parse_create_body(body: Any) -> CreateRequest:
@@ -277,4 +300,6 @@ def parse_create_body(body: Any) -> CreateRequest:
         resource_opts=dict(resource_opts),
         mounts=list(config.get("mounts") or []),
         scaling_group=_as_opt_str(_pick(config, "scaling_group", "scalingGroup"), "scaling_group"),
+        job_priority=_as_lax_int(body.get("job_priority", 0), "job_priority"),
+        is_preemptible=_as_bool(body.get("is_preemptible", True), "is_preemptible"),
     )

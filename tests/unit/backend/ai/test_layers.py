@@ -37,6 +37,7 @@ LAYERS = {
     "get_provider_info": 0,
     "_session": 1,
     "exceptions": 1,  # pure too: the failures carry the session's facts
+    "retry_policy": 1,  # public, but pure: it reads the failures only
     "_sdk": 2,
     "_watch": 3,
     "hooks": 4,

@@ -129,3 +129,55 @@ class BackendAIJobFailedError(BackendAIException):
 
 class BackendAIStartupTimeoutError(BackendAIJobFailedError):
     """The session did not start running within ``startup_timeout``."""
+
+
+class BackendAIPreemptedError(BackendAIJobFailedError):
+    """
+    The scheduler preempted the session for a higher-priority one and terminated it (terminate mode).
+
+    Not a failure of the job: it is worth retrying at once (``BackendAIRetryPolicy`` does). In reschedule
+    mode the manager reruns the job by itself and this error is not raised.
+
+    :param ran_for: seconds the job had been running when it was preempted, when known.
+    """
+
+    def __init__(
+        self,
+        *,
+        session_id: str | None,
+        facts: SessionFacts | None = None,
+        ran_for: float | None = None,
+        log_tail: str = "",
+    ) -> None:
+        self.ran_for = ran_for
+        how_long = f" after running {ran_for:.0f} s" if ran_for is not None else ""
+        status_info = facts.status_info if facts else None
+        super().__init__(
+            f"Backend.AI session {session_id} was preempted by the scheduler{how_long} "
+            f"(status_info {status_info!r}): a session of the same user with a higher job_priority needed "
+            "its resources, and the resource group's preemption mode is terminate, so the job will not "
+            "rerun by itself. The job did not fail; retry the task (BackendAIRetryPolicy retries it at once).",
+            session_id=session_id,
+            facts=facts,
+            log_tail=log_tail,
+        )
+
+
+class BackendAIManagerVersionError(BackendAIException):
+    """
+    The manager is too old for a parameter the task sets; raised before any session exists.
+
+    ``job_priority`` and ``is_preemptible`` need Backend.AI 26.8: 25.x-26.2 refuse a create that carries
+    them (400), and 26.3-26.7 drop them without a word, so the session would run preemptible at priority 0.
+    """
+
+    def __init__(self, parameters: list[str], manager_version: str, needed: tuple[int, int]) -> None:
+        self.parameters = parameters
+        self.manager_version = manager_version
+        self.needed = needed
+        names = " and ".join(parameters)
+        super().__init__(
+            f"{names} need{'s' if len(parameters) == 1 else ''} Backend.AI manager "
+            f"{needed[0]}.{needed[1]} or later; this manager is {manager_version}. Remove {names} from the "
+            "task, or run it on a newer manager."
+        )

@@ -25,22 +25,26 @@ isolation tests) to run it against a real manager; ``emulator_only`` tests are t
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pytest
 
 from backend_ai_emulator import DEFAULT_IMAGE
 
+from .busy import PreemptionSwitch
 from .sdk import ContractTarget, destroy_quietly, open_session
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator, Iterator
 
     from ai.backend.client.session import Session
 
     from backend_ai_emulator import EmulatorHandle
 
 _ENV = "BACKEND_AI_TEST_"
+#: The emulator's agent in the preemption tests (``busy_cluster``): two big sessions cannot share it.
+EMULATOR_AGENT_CPU = 8
 
 
 def real_target_from_env() -> ContractTarget | None:
@@ -58,6 +62,9 @@ def real_target_from_env() -> ContractTarget | None:
         image=os.environ.get(f"{_ENV}IMAGE", DEFAULT_IMAGE),
         other_access_key=os.environ.get(f"{_ENV}OTHER_ACCESS_KEY"),
         other_secret_key=os.environ.get(f"{_ENV}OTHER_SECRET_KEY"),
+        admin_access_key=os.environ.get(f"{_ENV}ADMIN_ACCESS_KEY"),
+        admin_secret_key=os.environ.get(f"{_ENV}ADMIN_SECRET_KEY"),
+        agent_cpu=int(os.environ[f"{_ENV}AGENT_CPU"]) if os.environ.get(f"{_ENV}AGENT_CPU") else None,
     )
 
 
@@ -99,6 +106,9 @@ def contract_target(request: pytest.FixtureRequest) -> Iterator[ContractTarget]:
         other_access_key=emu.other_access_key,
         other_secret_key=emu.other_secret_key,
         emulator=emu,
+        admin_access_key=emu.admin_access_key,
+        admin_secret_key=emu.admin_secret_key,
+        agent_cpu=EMULATOR_AGENT_CPU,
     )
     yield target
     if request.node.stash.get(_CALL_PASSED, False):
@@ -121,3 +131,35 @@ def sdk(contract_target: ContractTarget) -> Iterator[Session]:
     """A sync SDK session on the target (main keypair)."""
     with open_session(contract_target.config()) as session:
         yield session
+
+
+@dataclass
+class BusyCluster:
+    """What a busy-cluster test needs: a request that two sessions cannot share, and the preemption switch."""
+
+    target: ContractTarget
+    #: More than half of the agent's CPU: two such sessions never fit together.
+    big_cpu: int
+    switch: PreemptionSwitch | None
+
+
+@pytest.fixture
+async def busy_cluster(contract_target: ContractTarget) -> AsyncIterator[BusyCluster]:
+    """
+    A cluster where sessions can conflict, with preemption off at the start and restored afterwards.
+
+    On the emulator the agent gets a capacity (``EMULATOR_AGENT_CPU``); a real manager's agent has one,
+    named by ``BACKEND_AI_TEST_AGENT_CPU`` (``cluster.env`` of the real-cluster harness sets it).
+    """
+    if contract_target.agent_cpu is None:
+        pytest.skip(f"{_ENV}AGENT_CPU is not set: the agent's CPU capacity is unknown")
+    if contract_target.emulator is not None:
+        contract_target.emulator.settings.capacity = {"cpu": EMULATOR_AGENT_CPU, "mem": "512g"}
+    switch = PreemptionSwitch(contract_target) if contract_target.admin_access_key else None
+    if switch is not None:
+        await switch.set(False)
+    try:
+        yield BusyCluster(contract_target, contract_target.agent_cpu // 2 + 1, switch)
+    finally:
+        if switch is not None:
+            await switch.restore()

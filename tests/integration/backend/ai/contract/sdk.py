@@ -62,6 +62,11 @@ class ContractTarget:
     other_access_key: str | None = None
     other_secret_key: str | None = None
     emulator: EmulatorHandle | None = None
+    #: A superadmin keypair (preemption settings); None when the environment names none.
+    admin_access_key: str | None = None
+    admin_secret_key: str | None = None
+    #: CPU slots of the resource group's agent, so a test can ask for more than half of it.
+    agent_cpu: int | None = None
     created: list[uuid.UUID] = field(default_factory=list)
 
     @property
