@@ -183,14 +183,13 @@ def test_our_debug_lines_never_carry_the_secret_key(
 
 
 def _leak_from_hook(monkeypatch: pytest.MonkeyPatch, secret_key: str) -> None:
-    original = BackendAIHook.get_api_config
+    original = BackendAIHook.create_batch_session
 
-    def leaky(self: BackendAIHook) -> Any:
-        config = original(self)
-        self.log.debug("built the API config", exc_info=ValueError(f"bad key {config.secret_key}"))
-        return config
+    def leaky(self: BackendAIHook, spec: Any) -> Any:
+        self.log.debug("creating", exc_info=ValueError(f"bad key {self.settings.secret_key}"))
+        return original(self, spec)
 
-    monkeypatch.setattr(BackendAIHook, "get_api_config", leaky)
+    monkeypatch.setattr(BackendAIHook, "create_batch_session", leaky)
 
 
 def _leak_from_operator(monkeypatch: pytest.MonkeyPatch, secret_key: str) -> None:
