@@ -52,6 +52,8 @@ ROUTE_NAMES = frozenset(
         "gql",
         "gql_v2",
         "events",
+        "resource_slots",
+        "resource_slots_details",
         "not_emulated",
     }
 )
