@@ -21,8 +21,9 @@ With RBAC (26.9, on by default) a USER keypair that names a session UUID it may 
 ``not-enough-permission`` *before* the manager looks the session up: another keypair's live session and a
 UUID that names no session answer alike. Only the caller's own ended session answers ``{"stats": {}}``,
 and a name resolves among the caller's live sessions only (404 ``entity-not-found`` otherwise). The first
-tests pin those answers through the plain SDK (setup included); the operator tests state what issue 22
-asks of ``BackendAIDestroySessionOperator`` and are strict xfails until the provider implements it.
+tests pin those answers through the plain SDK (setup included); the operator tests check that
+``BackendAIDestroySessionOperator`` fails on the 403, naming the session and the cause, and calls an own ended
+session already gone.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from unittest import mock
 
 import pytest
 
+from airflow.providers.backend.ai.exceptions import BackendAISessionNotVisibleError
 from airflow.providers.backend.ai.operators.backend_ai import BackendAIDestroySessionOperator
 
 if TYPE_CHECKING:
@@ -200,41 +202,31 @@ def test_a_name_reaches_only_own_live_sessions(
     assert err.data["msg"] == "No SessionRow matches the given key"
 
 
-# -- what the destroy operator should make of it (issue 22) -----------------------------------------------
-
-_NOT_YET = pytest.mark.xfail(
-    strict=True,
-    reason="issue 22: BackendAIDestroySessionOperator still logs 'already gone' and succeeds on a 403; "
-    "remove this mark when it fails naming the session and the cause",
-)
+# -- what the destroy operator makes of it ----------------------------------------------------------------
 
 
-@_NOT_YET
 def test_operator_fails_for_another_keypairs_session(
     real_connection: RealCluster, others_session: str, make_context: Any
 ) -> None:
     op = BackendAIDestroySessionOperator(task_id="cleanup", session_id=others_session)
-    with pytest.raises(Exception) as caught:  # noqa: PT011  (the provider's exception type is the lead's call)
+    with pytest.raises(BackendAISessionNotVisibleError) as caught:
         op.execute(make_context("cleanup"))
     message = str(caught.value)
     assert others_session in message
-    assert "403" in message or "permission" in message.lower()
+    assert "HTTP 403" in message
+    assert "unknown, or another keypair's" in message
+    with sdk(real_connection, other=True) as other:
+        assert wait_status(other, others_session, "RUNNING")["result"] == "UNDEFINED"  # untouched
 
 
-@_NOT_YET
 def test_operator_fails_for_an_unknown_uuid(real_connection: RealCluster, make_context: Any) -> None:
     unknown = str(uuid.uuid4())
     op = BackendAIDestroySessionOperator(task_id="cleanup", session_id=unknown)
-    with pytest.raises(Exception) as caught:  # noqa: PT011
+    with pytest.raises(BackendAISessionNotVisibleError) as caught:
         op.execute(make_context("cleanup"))
     assert unknown in str(caught.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 22: the hook maps the manager's {'stats': {}} (nothing to do: the session had ended) to True, "
-    "so the operator logs 'Destroyed'; remove this mark when it reports the session as already gone",
-)
 def test_operator_reports_an_own_ended_session_as_gone(
     real_connection: RealCluster, own_terminated_session: str, make_context: Any
 ) -> None:

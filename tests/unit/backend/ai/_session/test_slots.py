@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow.providers.backend.ai._slot_names import (
+from airflow.providers.backend.ai._session.slots import (
     WELL_KNOWN_SLOTS,
     check_slots_known,
     closest_slot,
@@ -33,23 +33,23 @@ CPU_CLUSTER = ("cpu", "mem")  # dev/real-cluster's dummy agent
 
 
 def test_cuda_devices_on_a_gpu_cluster() -> None:
-    with pytest.raises(ValueError, match=r"^Invalid resources slot name") as caught:
+    with pytest.raises(ValueError, match=r"^Invalid session_resources slot name") as caught:
         check_slots_known({"cpu": 1, "mem": "1g", "cuda.devices": 1}, GPU_CLUSTER)
     assert str(caught.value) == (
-        "Invalid resources slot name 'cuda.devices' (did you mean 'cuda.device'?): the Backend.AI manager "
+        "Invalid session_resources slot name 'cuda.devices' (did you mean 'cuda.device'?): the Backend.AI manager "
         "knows no such slot. Known slots: 'cpu', 'mem', 'cuda.device', 'cuda.shares'"
     )
 
 
 def test_cuda_devices_on_a_cluster_without_gpus_still_names_the_right_spelling() -> None:
-    with pytest.raises(ValueError, match=r"^Invalid resources slot name") as caught:
+    with pytest.raises(ValueError, match=r"^Invalid session_resources slot name") as caught:
         check_slots_known(
             {"cpu": 1, "mem": "1g", "cuda.devices": 1},
             CPU_CLUSTER,
             where="the Backend.AI manager at http://127.0.0.1:8091",
         )
     assert str(caught.value) == (
-        "Invalid resources slot name 'cuda.devices' (Backend.AI spells it 'cuda.device', but this manager "
+        "Invalid session_resources slot name 'cuda.devices' (Backend.AI spells it 'cuda.device', but this manager "
         "does not offer that slot): the Backend.AI manager at http://127.0.0.1:8091 knows no such slot. "
         "Known slots: 'cpu', 'mem'"
     )
@@ -65,7 +65,7 @@ def test_every_unknown_slot_is_named_once() -> None:
     with pytest.raises(ValueError, match="slot names") as caught:
         check_slots_known({"CPU": 1, "mem": "1g", "gpu": 1, "warp.drive": 2}, GPU_CLUSTER)
     assert str(caught.value) == (
-        "Invalid resources slot names 'CPU' (did you mean 'cpu'?), 'gpu' (did you mean 'cuda.device'?) and "
+        "Invalid session_resources slot names 'CPU' (did you mean 'cpu'?), 'gpu' (did you mean 'cuda.device'?) and "
         "'warp.drive': the Backend.AI manager knows no such slots. "
         "Known slots: 'cpu', 'mem', 'cuda.device', 'cuda.shares'"
     )
@@ -73,7 +73,7 @@ def test_every_unknown_slot_is_named_once() -> None:
 
 def test_a_backend_ai_slot_the_manager_does_not_offer() -> None:
     assert unknown_slots_message(["cuda.device"], CPU_CLUSTER) == (
-        "Invalid resources slot name 'cuda.device' (a Backend.AI slot, but this manager does not offer it): "
+        "Invalid session_resources slot name 'cuda.device' (a Backend.AI slot, but this manager does not offer it): "
         "the Backend.AI manager knows no such slot. Known slots: 'cpu', 'mem'"
     )
 

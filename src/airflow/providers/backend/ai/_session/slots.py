@@ -120,27 +120,35 @@ def _hint(name: str, known: Collection[str]) -> str:
 
 
 def unknown_slots_message(
-    unknown: Sequence[str], known: Sequence[str], *, where: str = "the Backend.AI manager"
+    unknown: Sequence[str],
+    known: Sequence[str],
+    *,
+    where: str = "the Backend.AI manager",
+    parameter: str = "session_resources",
 ) -> str:
     """The ``ValueError`` text for slot names ``where`` does not know; ``known`` in the manager's order."""
     hints = [_hint(name, known) for name in unknown]
     listed = ", ".join(hints[:-1]) + f" and {hints[-1]}" if len(hints) > 1 else hints[0]
     noun, such = ("names", "slots") if len(unknown) > 1 else ("name", "slot")
     return (
-        f"Invalid resources slot {noun} {listed}: {where} knows no such {such}. "
+        f"Invalid {parameter} slot {noun} {listed}: {where} knows no such {such}. "
         f"Known slots: {', '.join(map(repr, known))}"
     )
 
 
 def check_slots_known(
-    resources: Mapping[str, Any], known: Sequence[str], *, where: str = "the Backend.AI manager"
+    resources: Mapping[str, Any],
+    known: Sequence[str],
+    *,
+    where: str = "the Backend.AI manager",
+    parameter: str = "session_resources",
 ) -> None:
     """
-    Raise ``ValueError`` naming ``resources`` when a slot name is not one ``known`` lists.
+    Raise ``ValueError`` naming ``parameter`` when a slot name is not one ``known`` lists.
 
     ``known`` is the manager's list (:func:`parse_slot_list`); ``where`` names the manager in the message
     (say, ``"the Backend.AI manager at https://api.example.com"``).
     """
     unknown = [name for name in resources if name not in known]
     if unknown:
-        raise ValueError(unknown_slots_message(unknown, known, where=where))
+        raise ValueError(unknown_slots_message(unknown, known, where=where, parameter=parameter))
