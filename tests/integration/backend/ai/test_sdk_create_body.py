@@ -35,11 +35,8 @@ from ai.backend.client.func.session import ComputeSession
 from ai.backend.client.request import Request
 from ai.backend.client.session import AsyncSession, Session
 
-from airflow.providers.backend.ai._sdk.create import (
-    check_job_priority,
-    create_session,
-    manager_supports_preemption_fields,
-)
+from airflow.providers.backend.ai._sdk.create import create_session, manager_supports_preemption_fields
+from airflow.providers.backend.ai._session.params import check_job_priority
 from airflow.providers.backend.ai.exceptions import BackendAIManagerVersionError
 
 IMAGE = "cr.backend.ai/stable/python:3.9-ubuntu20.04"

@@ -102,6 +102,8 @@ class SessionOperatorBase(BaseOperator):
         group_name: str | None = None,
         architecture: str | None = None,
         scaling_group: str | None = None,
+        job_priority: int | None = None,
+        is_preemptible: bool | None = None,
         startup_timeout: float = 600,
         batch_timeout: int | None = None,
         poll_interval: float = 15,
@@ -125,6 +127,9 @@ class SessionOperatorBase(BaseOperator):
         self.group_name = group_name
         self.architecture = architecture
         self.scaling_group = scaling_group
+        # Checked here, at parse time: the create cannot send a wrong value, and no session exists yet.
+        self.job_priority = None if job_priority is None else params.check_job_priority(job_priority)
+        self.is_preemptible = None if is_preemptible is None else params.check_is_preemptible(is_preemptible)
         self.startup_timeout = params.check_positive_number("startup_timeout", startup_timeout)
         self.batch_timeout = params.check_batch_timeout(batch_timeout)
         self.poll_interval = params.check_positive_number("poll_interval", poll_interval)
@@ -160,6 +165,8 @@ class SessionOperatorBase(BaseOperator):
             batch_timeout=self.batch_timeout,
             architecture=self.architecture,
             scaling_group=self.scaling_group,
+            job_priority=self.job_priority,
+            is_preemptible=self.is_preemptible,
         )
 
     def create_session(self, context: Context, spec: BatchSessionSpec) -> str:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Coroutine, Iterator
 
     from ai.backend.client.config import APIConfig
     from ai.backend.client.func.session import ComputeSession
@@ -148,6 +148,24 @@ def routed_to(session: BaseSession) -> Iterator[None]:
         yield
     finally:
         api_session.reset(token)
+
+
+def like_an_api_function(coro: Coroutine[Any, Any, Any]) -> Any:
+    """
+    Run ``coro`` as the SDK's API functions run: to its result under a sync ``Session`` (in the session's
+    worker thread), or returned as the awaitable under an ``AsyncSession``.
+
+    For requests the SDK has no function for, made with its ``Request`` (same signing, headers, timeouts).
+    """
+    from ai.backend.client.session import AsyncSession, Session, api_session
+
+    session = api_session.get(None)
+    if isinstance(session, AsyncSession):
+        return coro
+    if isinstance(session, Session):
+        return session.worker_thread.execute(coro)
+    coro.close()
+    raise RuntimeError("an SDK request must be made inside an SDK Session or AsyncSession")
 
 
 def session_ref(session: str) -> ComputeSession:

@@ -40,6 +40,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
+from airflow.providers.backend.ai._sdk.client import like_an_api_function
+from airflow.providers.backend.ai._session.params import check_is_preemptible, check_job_priority
 from airflow.providers.backend.ai.exceptions import BackendAIManagerVersionError
 
 if TYPE_CHECKING:
@@ -48,17 +50,12 @@ if TYPE_CHECKING:
     from ai.backend.client.func.session import ComputeSession
 
 __all__ = [
-    "JOB_PRIORITY_RANGE",
     "MIN_MANAGER_FOR_PREEMPTION_FIELDS",
     "build_create_body",
-    "check_is_preemptible",
-    "check_job_priority",
     "create_session",
     "manager_supports_preemption_fields",
 ]
 
-#: The manager stores ``job_priority`` in a PostgreSQL ``integer``; a value outside it is an HTTP 500.
-JOB_PRIORITY_RANGE = (-(2**31), 2**31 - 1)
 #: The first manager release whose ``POST /session`` reads ``job_priority`` and ``is_preemptible``.
 MIN_MANAGER_FOR_PREEMPTION_FIELDS = (26, 8)
 _VERSION_RE = re.compile(r"^\s*v?(\d+)\.(\d+)")
@@ -98,24 +95,6 @@ _KNOWN = frozenset(
         "attach_network",
     }
 )
-
-
-def check_job_priority(value: object) -> int:
-    """``job_priority`` as the manager stores it: an integer in PostgreSQL's ``integer`` range."""
-    low, high = JOB_PRIORITY_RANGE
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(
-            f"Invalid job_priority {value!r}: expected an integer from {low} to {high} "
-            "(a higher value may preempt the same user's sessions of a lower one; the default is 0)"
-        )
-    return value
-
-
-def check_is_preemptible(value: object) -> bool:
-    """``is_preemptible`` must be a real bool: the manager would read ``"no"`` as False and ``"x"`` as a 400."""
-    if not isinstance(value, bool):
-        raise ValueError(f"Invalid is_preemptible {value!r}: expected True or False")
-    return value
 
 
 def manager_supports_preemption_fields(manager_version: str) -> bool:
@@ -304,17 +283,11 @@ def create_session(
     ``get_or_create`` sends, to any manager. The values are checked before anything is sent. Under a sync
     ``Session`` the created ``ComputeSession`` is returned; under an ``AsyncSession``, a coroutine.
     """
-    from ai.backend.client.session import AsyncSession, Session, api_session
-
     if job_priority is not None:
         check_job_priority(job_priority)
     if is_preemptible is not None:
         check_is_preemptible(is_preemptible)
-    session = api_session.get(None)
-    coro = _create(image, job_priority, is_preemptible, kwargs)
-    if isinstance(session, AsyncSession):
-        return coro
-    if isinstance(session, Session):
-        return session.worker_thread.execute(coro)
-    coro.close()
-    raise RuntimeError("create_session must be called inside an SDK Session or AsyncSession")
+    result: ComputeSession | Coroutine[Any, Any, ComputeSession] = like_an_api_function(
+        _create(image, job_priority, is_preemptible, kwargs)
+    )
+    return result

@@ -40,6 +40,9 @@ class BatchSessionSpec:
         apart from any other of the same name (see ``BackendAIHook.create_batch_session``). The operators set
         the deterministic tag of the task try (``_session.params.session_tag``), so that a retry finds what
         an earlier try left (``BackendAIHook.find_sessions_by_tag``); a spec built elsewhere gets a random one.
+    :param job_priority: the session's ``job_priority`` (Backend.AI 26.8+), None for the manager's default.
+    :param is_preemptible: whether a higher-priority session may preempt it, None for the default (True).
+        Neither goes through ``to_sdk_kwargs``: ``get_or_create`` cannot send them (``_sdk.create`` does).
     """
 
     image: str
@@ -58,6 +61,8 @@ class BatchSessionSpec:
     architecture: str | None = None
     scaling_group: str | None = None
     tag: str = field(default_factory=lambda: f"airflow-{uuid.uuid4().hex}", compare=False)
+    job_priority: int | None = None
+    is_preemptible: bool | None = None
 
     @classmethod
     def checked(
@@ -79,6 +84,8 @@ class BatchSessionSpec:
         batch_timeout: Any = None,
         architecture: str | None = None,
         scaling_group: str | None = None,
+        job_priority: Any = None,
+        is_preemptible: Any = None,
     ) -> BatchSessionSpec:
         """
         The session the operators' parameters (under their names) describe, each value checked first.
@@ -102,6 +109,8 @@ class BatchSessionSpec:
             batch_timeout=params.check_batch_timeout(batch_timeout),
             architecture=architecture,
             scaling_group=scaling_group,
+            job_priority=None if job_priority is None else params.check_job_priority(job_priority),
+            is_preemptible=None if is_preemptible is None else params.check_is_preemptible(is_preemptible),
             **({"tag": tag} if tag is not None else {}),
         )
 

@@ -38,6 +38,8 @@ _SLOT_NAME = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)*\Z")
 #: A slot amount: a number with an optional binary-size suffix (``4``, ``0.5``, ``8g``, ``512m``, ``1.5GiB``).
 _SLOT_AMOUNT = re.compile(r"^\d+(\.\d+)?\s*([kmgtpe](i?b)?|b)?\Z", re.IGNORECASE)
 _NAME_UNSAFE = re.compile(r"[^\w.-]+", re.ASCII)
+#: The manager stores ``job_priority`` in a PostgreSQL ``integer``; a value outside it is an HTTP 500.
+JOB_PRIORITY_RANGE = (-(2**31), 2**31 - 1)
 
 
 def check_choice(parameter: str, value: Any, accepted: tuple[str, ...]) -> str:
@@ -84,6 +86,24 @@ def check_cluster_size(value: Any) -> int:
     except (TypeError, ValueError):
         raise ValueError(f"Invalid cluster_size {value!r}: expected an integer of at least 1") from None
     return size
+
+
+def check_job_priority(value: Any) -> int:
+    """``job_priority`` as the manager stores it: an integer in PostgreSQL's ``integer`` range."""
+    low, high = JOB_PRIORITY_RANGE
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(
+            f"Invalid job_priority {value!r}: expected an integer from {low} to {high} "
+            "(a higher value may preempt the same user's sessions of a lower one; the default is 0)"
+        )
+    return value
+
+
+def check_is_preemptible(value: Any) -> bool:
+    """``is_preemptible`` must be a real bool: the manager would read ``"no"`` as False and ``"x"`` as a 400."""
+    if not isinstance(value, bool):
+        raise ValueError(f"Invalid is_preemptible {value!r}: expected True or False")
+    return value
 
 
 def check_session_name(value: Any) -> str:
