@@ -27,6 +27,20 @@ from __future__ import annotations
 from typing import Any
 
 
+class ConnectionFormMixin:
+    """The hook's form classmethods that Airflow before 3.2 calls."""
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Form layout for Airflow < 3.2 (3.2+ reads ``ui-field-behaviour`` from the provider info)."""
+        return ui_field_behaviour()
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Extra form fields for Airflow < 3.2 (3.2+ reads ``conn-fields`` from the provider info)."""
+        return form_widgets()
+
+
 def ui_field_behaviour() -> dict[str, Any]:
     """``ui-field-behaviour`` with the snake_case keys Airflow's form expects."""
     behaviour = _connection_type_info()["ui-field-behaviour"]

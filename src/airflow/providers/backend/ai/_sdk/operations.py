@@ -25,14 +25,16 @@ place the manager reports a batch job's ``result``.
 
 from __future__ import annotations
 
+import base64
 import inspect
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from airflow.providers.backend.ai._sdk.client import session_ref
+from airflow.providers.backend.ai._sdk.client import like_an_api_function, session_ref
 from airflow.providers.backend.ai._session.slots import parse_slot_list
 from airflow.providers.backend.ai._session.state import SessionFacts
+from airflow.providers.backend.ai._session.waiting import WaitReason, last_scheduler_message, queue_position
 from airflow.providers.backend.ai.exceptions import (
     BackendAINotFoundError,
     BackendAISessionExistsError,
@@ -47,8 +49,18 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-#: GraphQL read of one session's outcome.
-STATUS_QUERY = "query($id: UUID!) { compute_session(id: $id) { id name status status_info result } }"
+#: GraphQL read of one session's outcome; ``status_history`` dates its runs and its last preemption.
+STATUS_QUERY = (
+    "query($id: UUID!) { compute_session(id: $id) { id name status status_info result status_history } }"
+)
+#: A waiting session's place in its queue: only the relay node type has it (legacy schema).
+QUEUE_POSITION_QUERY = "query($id: GlobalIDField!) { compute_session_node(id: $id) { queue_position } }"
+#: The scheduler's verdicts on a session: only the newer GraphQL schema (``/admin/gql/strawberry``) has them.
+SCHEDULING_HISTORY_QUERY = (
+    "query($sid: UUID!) { sessionScopedSchedulingHistories(scope: {sessionId: $sid}, "
+    "orderBy: [{field: CREATED_AT, direction: ASC}]) { edges { node { phase result message createdAt "
+    "updatedAt } } } }"
+)
 #: GraphQL search of the caller's sessions by name (names are only unique among live sessions).
 FIND_QUERY = (
     "query($filter: String) { compute_session_list(limit: 100, offset: 0, filter: $filter) "
@@ -100,6 +112,16 @@ def create(spec: BatchSessionSpec) -> Operation[CreatedSession]:
     attempts = 0
 
     def get_or_create() -> Any:
+        if spec.job_priority is not None or spec.is_preemptible is not None:
+            # get_or_create cannot send them; create_session sends its body plus the two fields.
+            from airflow.providers.backend.ai._sdk.create import create_session
+
+            return create_session(
+                spec.image,
+                job_priority=spec.job_priority,
+                is_preemptible=spec.is_preemptible,
+                **spec.to_sdk_kwargs(),
+            )
         from ai.backend.client.func.session import ComputeSession
 
         return ComputeSession.get_or_create(spec.image, **spec.to_sdk_kwargs())
@@ -143,6 +165,40 @@ def read_facts(session_id: str) -> Operation[SessionFacts]:
         lambda: admin().query(STATUS_QUERY, {"id": session_id}),
         parse,
     )
+
+
+def read_wait_reason(session_id: str) -> Operation[WaitReason]:
+    """
+    Why a session waits: its queue position (legacy schema), then the scheduler's last message (newer schema).
+
+    A manager without the newer schema's field answers with GraphQL errors and no data: the position alone
+    is reported then.
+    """
+    node_id = base64.b64encode(f"compute_session_node:{session_id}".encode()).decode()
+    position: list[int | None] = []
+
+    def history(answer: Any) -> Any:
+        position.append(queue_position(answer))
+        return like_an_api_function(_strawberry(SCHEDULING_HISTORY_QUERY, {"sid": session_id}))
+
+    def parse(answer: Any) -> WaitReason:
+        return WaitReason(position[0] if position else None, last_scheduler_message(answer))
+
+    return Operation(
+        f"read why session {session_id} waits",
+        lambda: _then(admin().query(QUEUE_POSITION_QUERY, {"id": node_id}), history),
+        parse,
+    )
+
+
+async def _strawberry(query: str, variables: dict[str, Any]) -> Any:
+    """POST the manager's newer GraphQL schema with the SDK's signed ``Request``; the whole answer."""
+    from ai.backend.client.request import Request
+
+    request = Request("POST", "/admin/gql/strawberry")
+    request.set_json({"query": query, "variables": variables})
+    async with request.fetch() as resp:
+        return await resp.json()
 
 
 def find(name: str, tag: str | None = None) -> Operation[SessionFacts]:

@@ -35,6 +35,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from airflow.providers.backend.ai._connection_form import ConnectionFormMixin
 from airflow.providers.backend.ai._sdk import operations
 from airflow.providers.backend.ai._sdk.client import (
     accepts_shared_http_client,
@@ -69,13 +70,14 @@ if TYPE_CHECKING:
 
     from airflow.providers.backend.ai._sdk.operations import Operation
     from airflow.providers.backend.ai._session.state import SessionFacts
+    from airflow.providers.backend.ai._session.waiting import WaitReason
 
 T = TypeVar("T")
 
 __all__ = ["BackendAIHook", "BatchSessionSpec", "CreatedSession"]
 
 
-class BackendAIHook(BaseHook):
+class BackendAIHook(ConnectionFormMixin, BaseHook):
     """
     Interact with a Backend.AI manager through the ``backend.ai-client`` SDK.
 
@@ -277,6 +279,14 @@ class BackendAIHook(BaseHook):
         """Async twin of :meth:`get_session_facts`."""
         return await self._a_run(operations.read_facts(session_id))
 
+    def get_wait_reason(self, session_id: str) -> WaitReason:
+        """Return why a session waits to start: its queue position and the scheduler's last message."""
+        return self._run(operations.read_wait_reason(session_id))
+
+    async def a_get_wait_reason(self, session_id: str) -> WaitReason:
+        """Async twin of :meth:`get_wait_reason`."""
+        return await self._a_run(operations.read_wait_reason(session_id))
+
     def find_session(self, name: str, *, tag: str | None = None) -> SessionFacts:
         """Return the newest session of this keypair named ``name`` (and tagged ``tag``), live or ended."""
         return self._run(operations.find(name, tag))
@@ -408,7 +418,7 @@ class BackendAIHook(BaseHook):
                 log=self.log,
             )
 
-    # -- connection test and UI form ------------------------------------------------------------------
+    # -- connection test (the Airflow 2 connection form is ConnectionFormMixin's) ---------------------
 
     def test_connection(self) -> tuple[bool, str]:
         """
@@ -434,17 +444,3 @@ class BackendAIHook(BaseHook):
         except Exception as exc:
             return False, f"{type(exc).__name__}: {exc}"
         return True, operations.connected_message(settings, info)
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Form layout for Airflow < 3.2 (3.2+ reads ``ui-field-behaviour`` from the provider info)."""
-        from airflow.providers.backend.ai._connection_form import ui_field_behaviour
-
-        return ui_field_behaviour()
-
-    @classmethod
-    def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """Extra form fields for Airflow < 3.2 (3.2+ reads ``conn-fields`` from the provider info)."""
-        from airflow.providers.backend.ai._connection_form import form_widgets
-
-        return form_widgets()
