@@ -40,8 +40,8 @@ def hook():
 def test_the_log_is_returned_and_its_unwritten_lines_go_to_the_task_log(hook):
     hook.get_session_logs.return_value = "one\ntwo\n"
     follower = mock.Mock()
-    assert final_log(hook, SID, log=mock.Mock(), follower=follower) == FinalLog("one\ntwo\n")
-    follower.finish.assert_called_once_with("one\ntwo\n")
+    assert final_log(hook, SID, log=mock.Mock(), follower=follower, run="t1") == FinalLog("one\ntwo\n")
+    follower.finish.assert_called_once_with("one\ntwo\n", "t1")
 
 
 def test_a_log_that_cannot_be_read_becomes_a_note(hook):

@@ -202,3 +202,36 @@ def test_a_read_answers_the_wake_ups_before_it():
     assert watch.wait(0) is None
     mine.notify(Wake.EVENT, "task-finished")
     assert watch.wait(0) is Wake.EVENT
+
+
+# -- preemption events -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "reason", "wake"),
+    [
+        ("session_preempted", "preempted-by-reservation", Wake.CHANGE),
+        ("session_rescheduling", "preempted-by-scheduler", Wake.CHANGE),
+        ("session_terminating", "preempted-by-scheduler", Wake.EVENT),  # terminate mode: no success event
+        ("session_terminating", "user-requested", None),
+        ("session_pending", "rescheduled", None),
+        ("session_reserved", "preemption-reservation", None),
+    ],
+)
+def test_preemption_events_wake_for_a_read(name, reason, wake):
+    hub = SessionEventHub(SETTINGS)
+    mine, _ = subscriber()
+    hub._subscribers = {A: {mine}}
+    hub._dispatch(name, json.dumps({"sessionId": A, "reason": reason}))
+    assert mine.take() is wake
+
+
+def test_a_change_does_not_hide_an_end_and_an_end_is_not_hidden_by_a_change():
+    mine, _ = subscriber()
+    mine.notify(Wake.CHANGE, "preempted-by-reservation")
+    mine.notify(Wake.EVENT, "task-finished")
+    mine.notify(Wake.CHANGE, "preempted-by-scheduler")
+    assert mine.take() is Wake.EVENT
+    mine.notify(Wake.LOST)
+    mine.notify(Wake.CHANGE)
+    assert mine.take() is Wake.CHANGE

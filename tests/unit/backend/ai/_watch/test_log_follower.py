@@ -76,3 +76,49 @@ def test_finish_without_updates_writes_everything():
     log, lines = follower()
     log.finish("x\ny")
     assert lines == ["x", "y"]
+
+
+# -- a rerun after a preemption: the manager then has only the rerun's log ---------------------------------
+
+R1, R2 = "2026-12-06T10:00:10+00:00", "2026-12-06T10:03:00+00:00"
+
+
+def test_a_new_run_is_announced_and_followed_from_its_top():
+    log, lines = follower()
+    log.update("start\nstep 1\n", R1)
+    log.update("start\n", R2)  # the rerun prints the same lines: they are new, not what was written
+    log.finish("start\nstep 1\ndone\n", R2)
+    assert lines == [
+        "start",
+        "step 1",
+        f"[the job was preempted and runs again from the beginning: the log of its run since {R2} follows]",
+        "start",
+        "step 1",
+        "done",
+    ]
+    assert log.run == R2
+
+
+def test_the_run_handed_over_by_the_trigger_is_continued():
+    lines: list[str] = []
+    log = LogFollower(lines.append, start=len("start\n"), run=R2)
+    log.finish("start\ndone\n", R2)
+    assert lines == ["done"]
+
+
+def test_a_rerun_the_trigger_did_not_see_starts_over_on_the_final_read():
+    lines: list[str] = []
+    log = LogFollower(lines.append, start=len("first run\n"), run=R1)
+    log.finish("rerun\n", R2)
+    assert lines[1:] == ["rerun"]
+    assert "runs again from the beginning" in lines[0]
+
+
+def test_without_run_dates_nothing_changes():
+    """An event of an earlier trigger has no log_run; a manager's answer may lack status_history."""
+    lines: list[str] = []
+    log = LogFollower(lines.append, start=len("one\n"))
+    log.finish("one\ntwo\n", R1)  # the first run named is adopted: no announcement
+    log.update("one\ntwo\nthree\n", None)  # a copy without a run date belongs to the run followed
+    assert lines == ["two", "three"]
+    assert log.run == R1

@@ -376,7 +376,10 @@ class TestRunBatchDeferrable:
         assert (trigger.session_id, trigger.poll_interval) == (SID, 5)
         assert trigger.startup_deadline == now + 100
         assert trigger.end_deadline == now + 100 + 1000 + 60
-        assert deferred.value.timeout == timedelta(seconds=1100 + 60 + 60)
+        # A requeue restarts the startup deadline and moves the end deadline; Airflow's backstop leaves
+        # room for REQUEUES_COVERED of them.
+        assert (trigger.startup_timeout, trigger.requeue_extends_end_deadline) == (100, True)
+        assert deferred.value.timeout == timedelta(seconds=1100 + 60 + 3 * (100 + 1000) + 60)
         hook_calls.destroy.assert_not_called()
         context["ti"].xcom_push.assert_any_call(key="session_id", value=SID)
 

@@ -49,6 +49,8 @@ KWARGS = {
     "destroy_on_kill": True,
     "stream_logs": False,
     "use_event_stream": True,
+    "startup_timeout": 100.0,
+    "requeue_extends_end_deadline": True,
 }
 
 
@@ -102,6 +104,9 @@ def payload(status, facts, message):
         "status_info": facts.status_info,
         "message": message,
         "log_offset": 0,
+        "running_since": facts.running_since,
+        "preempted_at": facts.preempted_at,
+        "log_run": None,
     }
 
 
@@ -451,7 +456,9 @@ async def test_a_trigger_deferred_by_the_previous_release_resumes(async_hook_cal
     trigger_cls = getattr(importlib.import_module(module), name)  # as the triggerer loads it
     kwargs = BaseSerialization.deserialize(TRIGGER_FROM_11B7351["kwargs"])
     trigger = trigger_cls(**kwargs)
-    assert trigger.serialize() == (TRIGGER_FROM_11B7351["classpath"], kwargs)
+    # The kwargs added since get the defaults that keep its deadlines as they were.
+    later = {"startup_timeout": None, "requeue_extends_end_deadline": False}
+    assert trigger.serialize() == (TRIGGER_FROM_11B7351["classpath"], {**kwargs, **later})
     final = SessionFacts(SID, "TERMINATED", "SUCCESS", "task-finished")
     async_hook_calls.facts.side_effect = [SessionFacts(SID, "RUNNING"), final]
     with mock.patch.object(BackendAIHook, "a_get_session_logs", autospec=True, return_value="one\n"):

@@ -60,6 +60,8 @@ class TriggerOutcome:
     :param message: what happened, in words (the reason of a timeout or an error).
     :param facts: the session's last read state; None when no read succeeded.
     :param log_offset: characters of the log the trigger already wrote into the task log.
+    :param log_run: the run of the job those characters belong to (``SessionFacts.running_since``): after
+        a preemption and rerun the manager has only the rerun's log.
     """
 
     kind: EventKind
@@ -68,6 +70,7 @@ class TriggerOutcome:
     message: str
     facts: SessionFacts | None = None
     log_offset: int = 0
+    log_run: str | None = None
 
     def to_payload(self) -> dict[str, Any]:
         facts = self.facts
@@ -80,6 +83,10 @@ class TriggerOutcome:
             "status_info": facts.status_info if facts else None,
             "message": self.message,
             "log_offset": self.log_offset,
+            # Added with preemption handling; events of earlier triggers lack them (read with .get).
+            "running_since": facts.running_since if facts else None,
+            "preempted_at": facts.preempted_at if facts else None,
+            "log_run": self.log_run,
         }
 
     @classmethod
@@ -100,6 +107,8 @@ class TriggerOutcome:
                 result=event["result"] or "UNDEFINED",
                 status_info=event["status_info"],
                 name=event["session_name"],
+                running_since=event.get("running_since"),
+                preempted_at=event.get("preempted_at"),
             )
         if kind is EventKind.ENDED and facts is None:
             raise BackendAIException(
@@ -112,6 +121,7 @@ class TriggerOutcome:
             message=event["message"],
             facts=facts,
             log_offset=event.get("log_offset") or 0,
+            log_run=event.get("log_run"),
         )
 
 

@@ -25,7 +25,7 @@ import enum
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.backend.ai._session.state import Verdict
-from airflow.providers.backend.ai.exceptions import BackendAIJobFailedError
+from airflow.providers.backend.ai.exceptions import BackendAIJobFailedError, BackendAIPreemptedError
 
 if TYPE_CHECKING:
     from airflow.providers.backend.ai._session.state import SessionFacts
@@ -81,6 +81,12 @@ def log_tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
 def describe_failure(facts: SessionFacts) -> str:
     """Say why a job did not succeed, in the manager's own words where it has them."""
     reason = facts.status_info or "no reason given"
+    if facts.preempted_for_good:
+        ran = f" after running {facts.ran_for:.0f} s" if facts.ran_for is not None else ""
+        return (
+            f"the scheduler preempted the session{ran} for a higher-priority one and terminated it "
+            f"(preemption mode terminate; {reason})"
+        )
     if facts.result == "FAILURE":
         what = {
             "task-failed": "the command exited with a non-zero code",
@@ -94,13 +100,18 @@ def finish_batch(
     facts: SessionFacts, logs: str, *, session_name: str | None, xcom_log_limit: int
 ) -> dict[str, Any]:
     """
-    Return the XCom value of a successful job, or raise :class:`BackendAIJobFailedError`.
+    Return the XCom value of a successful job, or raise :class:`BackendAIJobFailedError`
+    (:class:`BackendAIPreemptedError` for a job the scheduler preempted in terminate mode).
 
     :param facts: the session's final state (its verdict must not be RUNNING).
     :param logs: the container log.
     """
     if facts.verdict is Verdict.RUNNING:
         raise ValueError(f"session {facts.session_id} has not ended yet (status {facts.status})")
+    if facts.preempted_for_good:
+        raise BackendAIPreemptedError(
+            session_id=facts.session_id, facts=facts, ran_for=facts.ran_for, log_tail=log_tail(logs)
+        )
     if facts.verdict is Verdict.FAILED:
         raise BackendAIJobFailedError(
             f"Backend.AI session {facts.session_id} ({session_name or facts.name}): {describe_failure(facts)}",

@@ -77,7 +77,8 @@ def run_batch(
             log=log,
             use_event_stream=use_event_stream,
         )
-        ended = final_log(hook, session_id, log=log, follower=LogFollower(task_log_writer(log, session_id)))
+        follower = LogFollower(task_log_writer(log, session_id))
+        ended = final_log(hook, session_id, log=log, follower=follower, run=facts.running_since)
         return finish_batch(facts, ended.text, session_name=spec.name, xcom_log_limit=xcom_log_limit)
     finally:
         tear_down(hook, session_id, action, facts.verdict if facts else None, log=log)

@@ -50,13 +50,19 @@ class FinalLog:
 
 
 def final_log(
-    hook: SessionReader, session_id: str, *, log: TaskLog, follower: LogFollower | None
+    hook: SessionReader,
+    session_id: str,
+    *,
+    log: TaskLog,
+    follower: LogFollower | None,
+    run: str | None = None,
 ) -> FinalLog:
     """
     The whole log of an ended job, its unwritten lines copied into the task log.
 
     The job's outcome is known before the log is read: a log that cannot be fetched is noted, never fatal,
-    so a finished paid job is not failed (and retried) for it.
+    so a finished paid job is not failed (and retried) for it. ``run`` is the run the log belongs to (the
+    facts' ``running_since``): after a rerun the manager has only the rerun's log.
     """
     try:
         logs = read_final_log(hook, session_id, log=log)
@@ -64,7 +70,7 @@ def final_log(
         log.warning("Could not fetch the log of Backend.AI session %s: %s", session_id, exc)
         return FinalLog(f"[the session log could not be fetched: {exc}]", fetched=False)
     if follower is not None:
-        follower.finish(logs)
+        follower.finish(logs, run)
     return FinalLog(logs)
 
 

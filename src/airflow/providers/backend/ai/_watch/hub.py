@@ -55,6 +55,12 @@ log = logging.getLogger(__name__)
 WAKE_EVENTS = frozenset(
     {"session_success", "session_failure", "session_terminated", "session_cancelled", "session_error"}
 )
+#: Events of a preemption (Backend.AI 26.8+): the session changed, but its job has not ended; a read now
+#: lets the watch restart its startup deadline at once. ``session_terminating`` with the reason
+#: ``preempted-by-scheduler`` is the end of a job preempted in terminate mode (no success or failure event
+#: comes for it).
+CHANGE_EVENTS = frozenset({"session_preempted", "session_rescheduling"})
+PREEMPTED_END = ("session_terminating", "preempted-by-scheduler")
 #: Backoff between two attempts to open the stream; it restarts once a stream stayed open this long.
 RECONNECT_FIRST_DELAY = 0.5
 RECONNECT_MAX_DELAY = 30.0
@@ -74,8 +80,13 @@ class Wake(enum.StrEnum):
     """Why a waiter was woken before its delay ran out; each calls for one read of the session."""
 
     EVENT = "event"  # the session's job ended (or the session did)
+    CHANGE = "change"  # the session was preempted or requeued: its job goes on, or will run again
     OPENED = "opened"  # the stream (re)opened: events sent before may be lost
     LOST = "lost"  # the stream broke or is unavailable: poll from now on
+
+
+#: Which of two wake-ups a waiter keeps when a second comes before it took the first (the first, if equal).
+_URGENCY = {Wake.LOST: 0, Wake.OPENED: 0, Wake.CHANGE: 1, Wake.EVENT: 2}
 
 
 class _Subscriber:
@@ -91,7 +102,7 @@ class _Subscriber:
         with self._lock:
             if wake is Wake.EVENT:
                 self.event_reason = reason or self.event_reason
-            if self._pending is None or wake is Wake.EVENT:
+            if self._pending is None or _URGENCY[wake] > _URGENCY[self._pending]:
                 self._pending = wake
         self._wake_up()
 
@@ -136,7 +147,7 @@ class SessionEventHub:
                 subscriber.notify(wake)
 
     def _dispatch(self, name: str, data: str) -> None:
-        if name not in WAKE_EVENTS:
+        if name not in WAKE_EVENTS and name not in CHANGE_EVENTS and name != PREEMPTED_END[0]:
             return
         try:
             payload = json.loads(data)
@@ -145,8 +156,15 @@ class SessionEventHub:
             log.debug("Ignoring an unreadable %s event", name)
             return
         reason = payload.get("reason")
+        reason = reason if isinstance(reason, str) else None
+        if name in CHANGE_EVENTS:
+            wake = Wake.CHANGE
+        elif name in WAKE_EVENTS or (name, reason) == PREEMPTED_END:
+            wake = Wake.EVENT
+        else:
+            return
         for subscriber in list(self._subscribers.get(session_id, ())):
-            subscriber.notify(Wake.EVENT, reason if isinstance(reason, str) else None)
+            subscriber.notify(wake, reason)
 
     async def _run(self) -> None:
         try:

@@ -21,6 +21,11 @@ Backend.AI returns the whole container log on every read, so the follower rememb
 written and emits only complete new lines (a partial last line waits for the next read or the end). A log
 that shrank or changed under it (the server truncated or rotated it) is resynchronised on the last lines it
 wrote; if they are gone, it says so and continues from the start of what the server now has.
+
+A session that was preempted and rescheduled runs its job again in a new container, and the manager then
+serves only the rerun's log. Each copy is therefore given the run it belongs to (the time that run
+started): at a new run the follower says so and starts over at the top of the new log, without looking
+for its place in it (a rerun that prints the same lines would look like the log it already wrote).
 """
 
 from __future__ import annotations
@@ -45,19 +50,27 @@ class LogFollower:
     :param emit: called with every new line (without its line break).
     :param stream_limit: characters after which :attr:`streaming` turns off (the caller stops fetching).
     :param start: characters already written elsewhere (by the trigger, before the task resumed).
+    :param run: the run those characters belong to (None: whichever the first copy belongs to).
     """
 
     def __init__(
-        self, emit: Callable[[str], object], *, stream_limit: int = DEFAULT_STREAM_LIMIT, start: int = 0
+        self,
+        emit: Callable[[str], object],
+        *,
+        stream_limit: int = DEFAULT_STREAM_LIMIT,
+        start: int = 0,
+        run: str | None = None,
     ) -> None:
         self._emit = emit
         self.stream_limit = stream_limit
         self.written = start  # characters of the current log already emitted (always at a line boundary)
         self._anchor = ""  # the last characters emitted, to find our place after a truncation
         self.streaming = True
+        self.run = run
 
-    def update(self, text: str) -> None:
-        """Emit the complete lines added since the last call."""
+    def update(self, text: str, run: str | None = None) -> None:
+        """Emit the complete lines added since the last call; ``run`` is the run ``text`` is the log of."""
+        self._follow(run)
         self._resynchronise(text)
         end = text.rfind("\n", self.written) + 1
         if end > self.written:
@@ -65,8 +78,9 @@ class LogFollower:
         if len(text) > self.stream_limit:
             self.streaming = False
 
-    def finish(self, text: str) -> None:
+    def finish(self, text: str, run: str | None = None) -> None:
         """Emit everything not yet written, including a last line without a line break."""
+        self._follow(run)
         self._resynchronise(text)
         if len(text) > self.written:
             self._write(text, len(text))
@@ -76,6 +90,18 @@ class LogFollower:
             self._emit(line)
         self.written = end
         self._anchor = text[max(0, end - _ANCHOR_CHARS) : end]
+
+    def _follow(self, run: str | None) -> None:
+        """Start over at the top of a new run's log, saying so, if ``run`` is not the one followed so far."""
+        if run is None or run == self.run:
+            return
+        if self.run is not None:
+            self._emit(
+                "[the job was preempted and runs again from the beginning: the log of its run since "
+                f"{run} follows]"
+            )
+            self.written, self._anchor = 0, ""
+        self.run = run
 
     def _resynchronise(self, text: str) -> None:
         """Find where the already written part ends in ``text``, whose head the server may have cut."""

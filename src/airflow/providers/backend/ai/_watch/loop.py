@@ -30,9 +30,20 @@ from contextlib import AbstractAsyncContextManager, AbstractContextManager, null
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow.providers.backend.ai._session.state import TERMINAL_STATUSES, SessionFacts
+from airflow.providers.backend.ai._session.waiting import WaitReason
 from airflow.providers.backend.ai._watch.hub import Wake, watch_session_events, watch_session_events_sync
-from airflow.providers.backend.ai._watch.step import Done, End, Pause, Reading, ReadNow, Watch, WatchPlan
+from airflow.providers.backend.ai._watch.step import (
+    Done,
+    End,
+    Pause,
+    Reading,
+    ReadNow,
+    ReadWhy,
+    Watch,
+    WatchPlan,
+)
 from airflow.providers.backend.ai.exceptions import (
+    BackendAIException,
     BackendAINotFoundError,
     BackendAIStartupTimeoutError,
     BackendAITransientError,
@@ -52,7 +63,7 @@ FINAL_LOG_CHECK = 1.0
 
 
 class SessionReader(Protocol):
-    """What the worker's wait needs of a hook: its connection settings and two reads."""
+    """What the worker's wait needs of a hook: its connection settings and three reads."""
 
     @property
     def settings(self) -> BackendAIConnectionConfig: ...
@@ -61,18 +72,23 @@ class SessionReader(Protocol):
 
     def get_session_logs(self, session_id: str) -> str: ...
 
+    def get_wait_reason(self, session_id: str) -> WaitReason: ...
+
 
 def run_watch(
     watch: Watch,
     read: Callable[[], SessionFacts],
     events: SyncEventWatch | None,
     stream_log: Callable[[SessionFacts], object],
+    read_why: Callable[[], WaitReason] | None = None,
 ) -> Done:
     """Drive ``watch`` on a worker thread until it is done."""
     action: Action = watch.start(now=time.time(), stream=events)
     while not isinstance(action, Done):
         if isinstance(action, ReadNow):
             happened: Happened = _read(read, events)
+        elif isinstance(action, ReadWhy):
+            happened = _read_why(read_why)
         else:
             if action.stream_log and watch.facts is not None:
                 stream_log(watch.facts)
@@ -86,12 +102,15 @@ async def a_run_watch(
     read: Callable[[], Awaitable[SessionFacts]],
     events: AsyncEventWatch | None,
     stream_log: Callable[[SessionFacts], Awaitable[object]],
+    read_why: Callable[[], Awaitable[WaitReason]] | None = None,
 ) -> Done:
     """Async twin of :func:`run_watch`, for the triggerer's event loop."""
     action: Action = watch.start(now=time.time(), stream=events)
     while not isinstance(action, Done):
         if isinstance(action, ReadNow):
             happened: Happened = await _a_read(read, events)
+        elif isinstance(action, ReadWhy):
+            happened = await _a_read_why(read_why)
         else:
             if action.stream_log and watch.facts is not None:
                 await stream_log(watch.facts)
@@ -116,6 +135,29 @@ async def _a_read(read: Callable[[], Awaitable[SessionFacts]], events: AsyncEven
         return Reading(await read(), event_reason=events.event_reason if events else None)
     except BackendAITransientError as exc:
         return Reading(error=exc)
+
+
+#: What a watch hears when its loop was given nothing to read why a session waits with.
+_CANNOT_SAY_WHY = WaitReason(error="this watch cannot read why a session waits")
+
+
+def _read_why(read_why: Callable[[], WaitReason] | None) -> WaitReason:
+    try:
+        return _CANNOT_SAY_WHY if read_why is None else read_why()
+    except BackendAIException as exc:
+        return _why_unknown(exc)
+
+
+async def _a_read_why(read_why: Callable[[], Awaitable[WaitReason]] | None) -> WaitReason:
+    try:
+        return _CANNOT_SAY_WHY if read_why is None else await read_why()
+    except BackendAIException as exc:
+        return _why_unknown(exc)
+
+
+def _why_unknown(exc: BackendAIException) -> WaitReason:
+    """A failed read of why a session waits: asked again later only if the failure may pass."""
+    return WaitReason(error=str(exc), transient=isinstance(exc, BackendAITransientError))
 
 
 def _pause(pause: Pause, events: SyncEventWatch | None) -> Wake | None:
@@ -160,8 +202,10 @@ def wait_for_session(
     Read the session's state until its job ended (or, with ``until_started``, until it started).
 
     ``on_read`` is called with the state while the job runs, when the log is due (the operator streams the
-    log there). At ``give_up_at`` (Unix time) the last state read is returned, whatever it is. The event
-    stream only announces ends, so waiting for a start always polls.
+    log there). At ``give_up_at`` (Unix time) the last state read is returned, whatever it is; a requeue
+    does not move it. The event stream only announces ends (and preemptions), so waiting for a start
+    always polls. A session that was preempted and requeued must start again within ``startup_timeout``
+    of the requeue; while a session waits, why it waits is logged when that changes.
 
     :raises BackendAIStartupTimeoutError: the session did not start within ``startup_timeout`` seconds.
     """
@@ -171,30 +215,43 @@ def wait_for_session(
         end_deadline=give_up_at,
         until_started=until_started,
         stream_logs=on_read is not None,
+        startup_timeout=startup_timeout,
+        explain_waits=True,
     )
     watch = Watch(session_id, plan, log)
     settings = hook.settings if use_event_stream and not until_started else None
     with watch_events(settings, session_id) as events:
         done = run_watch(
-            watch, lambda: hook.get_session_facts(session_id), events, on_read or (lambda facts: None)
+            watch,
+            lambda: hook.get_session_facts(session_id),
+            events,
+            on_read or (lambda facts: None),
+            lambda: hook.get_wait_reason(session_id),
         )
     if done.end is End.START_TIMEOUT:
-        raise startup_timeout_error(session_id, startup_timeout, done.facts)
+        raise startup_timeout_error(session_id, startup_timeout, done.facts, done.waiting_reason)
     assert done.facts is not None  # every other end comes from a read
     return done.facts
 
 
 def startup_timeout_error(
-    session_id: str, startup_timeout: float, facts: SessionFacts | None
+    session_id: str, startup_timeout: float, facts: SessionFacts | None, waiting_reason: str | None = None
 ) -> BackendAIStartupTimeoutError:
-    status = facts.status if facts else "unknown"
-    info = f" ({facts.status_info})" if facts and facts.status_info else ""
     return BackendAIStartupTimeoutError(
-        f"Session {session_id} did not start within startup_timeout={startup_timeout:g}s; "
-        f"last status {status}{info}",
+        f"Session {session_id} did not start within startup_timeout={startup_timeout:g}s"
+        f"{start_timeout_detail(facts, waiting_reason)}",
         session_id=session_id,
         facts=facts,
     )
+
+
+def start_timeout_detail(facts: SessionFacts | None, waiting_reason: str | None) -> str:
+    """``; last status PENDING (…)`` and the scheduler's last word on the session, for a timeout's message."""
+    status = facts.status if facts else "unknown"
+    info = f" ({facts.status_info})" if facts and facts.status_info else ""
+    requeued = " after it was preempted and requeued" if facts is not None and facts.requeued else ""
+    why = f"; last reason: {waiting_reason}" if waiting_reason else ""
+    return f"{requeued}; last status {status}{info}{why}"
 
 
 def read_final_log(hook: SessionReader, session_id: str, *, log: TaskLog) -> str:

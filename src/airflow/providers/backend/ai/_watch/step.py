@@ -22,9 +22,14 @@ event stream, or a pause that ran out) and answers with what to do next: :class:
 or :class:`Done`. The worker's loop and the trigger (``_watch.loop``) perform those actions with sync and
 async I/O; everything else, the schedule, the deadlines and the verdict, is here once.
 
-With the event stream open (``_watch.hub``) a watch reads the state when an event says the job ended, when
-the stream (re)opens, and otherwise once per ``poll_interval`` (a safety poll that bounds what a lost event
-can cost). Without the stream it polls alone, fast while the job is young (see :func:`poll_delays`).
+With the event stream open (``_watch.hub``) a watch reads the state when an event says the job ended (or
+the session was preempted), when the stream (re)opens, and otherwise once per ``poll_interval`` (a safety
+poll that bounds what a lost event can cost). Without the stream it polls alone, fast while the job is
+young (see :func:`poll_delays`).
+
+A preempted session that the manager requeues is not a failure: :class:`~._watch.requeue.Requeues` moves
+the deadlines. While a session waits to start, the watch asks now and then why (:class:`ReadWhy`) and
+logs the answer when it changed.
 """
 
 from __future__ import annotations
@@ -35,7 +40,9 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 from airflow.providers.backend.ai._session.state import SessionFacts, Verdict
+from airflow.providers.backend.ai._session.waiting import WAITING_STATUSES, WaitReason
 from airflow.providers.backend.ai._watch.hub import StreamState, Wake
+from airflow.providers.backend.ai._watch.requeue import Requeues
 
 if TYPE_CHECKING:
     from typing import Any
@@ -54,10 +61,16 @@ OUTAGE_POLL_INTERVALS = 2
 #: Longest wait for the event stream to open before the first read (a read after it opens sees any end
 #: that came before).
 STREAM_OPEN_WAIT = 2.0
+#: When to ask why a session waits: first after it waited this long (a session on an idle cluster starts
+#: within seconds, unasked), then at most once per WAIT_REASON_EVERY seconds.
+WAIT_REASON_FIRST = 10.0
+WAIT_REASON_EVERY = 60.0
 
 
 class TaskLog(Protocol):
     """What is needed of a logger: a stdlib ``logging.Logger`` (Airflow 2) or a structlog one (Airflow 3)."""
+
+    def debug(self, msg: Any, /, *args: Any) -> Any: ...
 
     def info(self, msg: Any, /, *args: Any) -> Any: ...
 
@@ -98,8 +111,9 @@ class Reading:
     event_reason: str | None = None
 
 
-#: A pause ends with a wake-up from the event stream, or with None when it ran its full length.
-Happened = Reading | Wake | None
+#: A pause ends with a wake-up from the event stream, or with None when it ran its full length; a
+#: :class:`ReadWhy` with the :class:`WaitReason` it read.
+Happened = Reading | WaitReason | Wake | None
 
 
 # -- what to do (the step's output) --------------------------------------------------------------------
@@ -108,6 +122,11 @@ Happened = Reading | Wake | None
 @dataclass(frozen=True)
 class ReadNow:
     """Forget the stream's pending wake-ups, then read the session's state and report it as a :class:`Reading`."""
+
+
+@dataclass(frozen=True)
+class ReadWhy:
+    """Read why the session waits to start (queue position, the scheduler's message); report a :class:`WaitReason`."""
 
 
 @dataclass(frozen=True)
@@ -135,13 +154,18 @@ class End(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Done:
-    """The watch is over: why, and the last facts read (None when no read succeeded)."""
+    """
+    The watch is over: why, and the last facts read (None when no read succeeded).
+
+    :param waiting_reason: after a deadline, the last reason the session was said to wait for, if any.
+    """
 
     end: End
     facts: SessionFacts | None
+    waiting_reason: str | None = None
 
 
-Action = ReadNow | Pause | Done
+Action = ReadNow | ReadWhy | Pause | Done
 
 
 class _Phase(enum.Enum):
@@ -158,6 +182,10 @@ class WatchPlan:
     :param poll_interval: the longest pause between two reads (the safety poll while events arrive).
     :param startup_deadline: Unix time by which the session must have started, or None.
     :param end_deadline: Unix time by which the job must have ended, or None.
+    :param startup_timeout: how long a preempted and requeued session may take to start again (its startup
+        deadline restarts then); None: ``requeue.DEFAULT_RESTART_WINDOW``.
+    :param requeue_extends_end: a requeue moves the end deadline (see ``_watch.requeue``).
+    :param explain_waits: ask why the session waits (:class:`ReadWhy`) while it does.
     :param until_started: the watch is over as soon as the session has started.
     :param read_first: read at once; else pause first (the task read the state just before deferring).
     :param stream_logs: ask for the log to be streamed while the job runs.
@@ -172,6 +200,9 @@ class WatchPlan:
     stream_logs: bool = False
     log_every: int = 1
     log_phase: int = 0
+    startup_timeout: float | None = None
+    requeue_extends_end: bool = False
+    explain_waits: bool = False
 
 
 class Watch:
@@ -199,6 +230,19 @@ class Watch:
         self._end_announced = False
         self._woken_by: Wake | None = None
         self._reread_for_reason = False
+        self.requeues = Requeues(
+            session_id,
+            log,
+            startup_deadline=plan.startup_deadline,
+            startup_timeout=plan.startup_timeout,
+            end_deadline=plan.end_deadline,
+            extends_end=plan.requeue_extends_end,
+        )
+        self._waiting_since: float | None = None
+        self._asked_why_at: float | None = None
+        self._explain = plan.explain_waits
+        self._said_why: tuple[str, int | None, str | None] | None = None
+        self.waiting_reason: str | None = None
 
     def start(self, *, now: float, stream: StreamStatus | None) -> Action:
         """The first action."""
@@ -210,6 +254,9 @@ class Watch:
         """The next action, after ``happened``; ``stream`` is the event stream's state (None without one)."""
         if isinstance(happened, Reading):
             return self._after_read(happened, now, stream)
+        if isinstance(happened, WaitReason):
+            self._heard_why(happened)
+            return self._pause(now, stream)
         if self._phase is _Phase.FIRST_PAUSE:
             return self._open_or_read(stream)
         if self._phase is _Phase.OPENING:
@@ -248,7 +295,7 @@ class Watch:
             assert reading.error is not None
             self._read_failed(reading.error, now)
             return self._pause(now, stream)
-        facts = self._saw(reading.facts, reading.event_reason)
+        facts = self._saw(reading.facts, reading.event_reason, now)
         if facts.verdict is not Verdict.RUNNING:
             if facts.status_info is None and not self._reread_for_reason:
                 self._reread_for_reason = True  # the reason is recorded just after the result
@@ -260,9 +307,12 @@ class Watch:
             # A busy manager can take seconds to record a result its agent already announced (measured:
             # 6 s with 200 sessions on 2 cores): read again soon rather than after a whole poll interval.
             self._end_announced, self._pauses = True, itertools.count()
+        if self._why_due(facts, now):
+            self._asked_why_at = now
+            return ReadWhy()
         return self._pause(now, stream, stream_log=self._log_due(facts))
 
-    def _saw(self, facts: SessionFacts, event_reason: str | None) -> SessionFacts:
+    def _saw(self, facts: SessionFacts, event_reason: str | None, now: float) -> SessionFacts:
         """Note a read: log a new status, restart the fast reads when the job is first seen running."""
         self._failing_since = None
         if facts.status != self._last_status:
@@ -270,6 +320,8 @@ class Watch:
             self._last_status = facts.status
         if facts.has_started and not self._started:
             self._started, self._pauses = True, itertools.count()
+        if self.requeues.saw(facts, now):
+            self._pauses = itertools.count()  # a rerun started: see a short one end soon, as a first run
         if facts.status_info is None and event_reason is not None and facts.verdict is not Verdict.RUNNING:
             facts = replace(facts, status_info=event_reason)  # the end event's reason, recorded ~30 ms later
         self.facts = facts
@@ -282,6 +334,37 @@ class Watch:
         if now - self._failing_since > OUTAGE_POLL_INTERVALS * self.plan.poll_interval:
             raise error
         self._log.warning("Could not read the state of session %s (%s); trying again", self.session_id, error)
+
+    # -- why the session waits -------------------------------------------------------------------------
+
+    def _why_due(self, facts: SessionFacts, now: float) -> bool:
+        """Ask after WAIT_REASON_FIRST seconds of waiting, then every WAIT_REASON_EVERY; not past a deadline."""
+        if facts.status not in WAITING_STATUSES:
+            self._waiting_since = None
+            return False
+        if self._waiting_since is None:
+            self._waiting_since = now
+        if not self._explain or now - self._waiting_since < WAIT_REASON_FIRST:
+            return False
+        if self._asked_why_at is not None and now - self._asked_why_at < WAIT_REASON_EVERY:
+            return False
+        deadline, _ = self._deadline()
+        return deadline is None or now < deadline
+
+    def _heard_why(self, why: WaitReason) -> None:
+        """Log why the session waits if that changed; stop asking a manager that cannot say."""
+        if why.error is not None:
+            if not why.transient:
+                self._explain = False
+            self._log.debug("Could not read why session %s waits: %s", self.session_id, why.error)
+            return
+        status = self.facts.status if self.facts is not None else "PENDING"
+        said = why.describe(self.session_id, status)
+        key = (status, why.position, why.message)
+        if said is None or key == self._said_why:
+            return
+        self._said_why, self.waiting_reason = key, said
+        self._log.info("%s", said)
 
     def _log_due(self, facts: SessionFacts) -> bool:
         reads = next(self._running_reads)
@@ -299,7 +382,7 @@ class Watch:
         deadline, end = self._deadline()
         if deadline is not None:
             if now >= deadline:
-                return Done(end, self.facts)
+                return Done(end, self.facts, self.waiting_reason if end is End.START_TIMEOUT else None)
             delay = min(delay, deadline - now)
         if stream is None:
             return Pause(delay, stream_log=stream_log)
@@ -308,17 +391,19 @@ class Watch:
 
     def _deadline(self) -> tuple[float | None, End]:
         """
-        The deadline that applies now: the startup deadline until the job started, and the end deadline.
+        The deadline that applies now: the startup deadline until the job started (again, after a requeue),
+        and the end deadline (held while requeued, when requeues move it).
 
         None before the first successful read: there is nothing to judge yet, and failing reads end the
         watch on their own (after OUTAGE_POLL_INTERVALS).
         """
         if self.facts is None:
             return None, End.END_TIMEOUT
-        startup = None if self.facts.has_started else self.plan.startup_deadline
-        if startup is not None and (self.plan.end_deadline is None or startup <= self.plan.end_deadline):
+        startup = None if self.facts.has_started else self.requeues.startup_deadline
+        end = self.requeues.end_deadline
+        if startup is not None and (end is None or startup <= end):
             return startup, End.START_TIMEOUT
-        return self.plan.end_deadline, End.END_TIMEOUT
+        return end, End.END_TIMEOUT
 
     def _next_delay(self, stream: StreamStatus | None) -> float:
         """The pause before the next read: the poll interval while events arrive, else the fast schedule."""

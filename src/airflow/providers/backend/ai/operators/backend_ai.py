@@ -50,6 +50,9 @@ if TYPE_CHECKING:
 
 #: Extra seconds a deferred run may take beyond startup_timeout + batch_timeout (the manager's own lag).
 DEFERRAL_GRACE = 60
+#: Preemptions of a deferred job (reschedule mode) that Airflow's deferral timeout leaves room for: the
+#: trigger moves its end deadline at each rerun, by up to startup_timeout + the run limit.
+REQUEUES_COVERED = 3
 
 
 class BackendAIRunBatchOperator(ResumableBatchMixin, SessionOperatorBase):
@@ -84,8 +87,18 @@ class BackendAIRunBatchOperator(ResumableBatchMixin, SessionOperatorBase):
     :param group_name: Project (group) of the session; the connection's by default.
     :param architecture: CPU architecture of the image; the worker's by default (as the SDK does).
     :param scaling_group: Resource group (scaling group) to schedule the session in.
+    :param job_priority: The session's priority among the same user's sessions on a busy cluster (Backend.AI
+        26.8+; an integer, default the manager's 0): where the resource group has preemption turned on, a
+        session that does not fit may preempt running sessions of the same user with a lower
+        ``job_priority``. Not the manager's scheduling ``priority``. A manager older than 26.8 is refused
+        before any session exists
+        (:class:`~airflow.providers.backend.ai.exceptions.BackendAIManagerVersionError`).
+    :param is_preemptible: Whether a higher-priority session may preempt this one (default the manager's:
+        True). See :ref:`busy-cluster`.
     :param startup_timeout: Seconds the session may take to start running; then it is destroyed and the task
-        fails with :class:`~airflow.providers.backend.ai.exceptions.BackendAIStartupTimeoutError`.
+        fails with :class:`~airflow.providers.backend.ai.exceptions.BackendAIStartupTimeoutError`, quoting
+        the scheduler's last reason. A session that was preempted and requeued gets this long again, from
+        the requeue, to start its rerun.
     :param batch_timeout: Seconds the job may run; Backend.AI then kills it and the task fails.
     :param poll_interval: Longest pause between two status reads, in seconds. While the manager's event stream
         is open, the job's end is known from its event within milliseconds and the state is read once per
@@ -171,15 +184,15 @@ class BackendAIRunBatchOperator(ResumableBatchMixin, SessionOperatorBase):
                 return self._finish(facts, session_name, follower)
         self._defer(session_id, session_name)
 
-    def _log_follower(self, session_id: str, start: int = 0) -> LogFollower:
-        return LogFollower(task_log_writer(self.log, session_id), start=start)
+    def _log_follower(self, session_id: str, start: int = 0, run: str | None = None) -> LogFollower:
+        return LogFollower(task_log_writer(self.log, session_id), start=start, run=run)
 
     def _stream_log(self, follower: LogFollower, facts: SessionFacts) -> None:
         """Copy new log lines into the task log while the job runs (``log_streaming``)."""
         if not follower.streaming:
             return
         try:
-            follower.update(self.hook.get_session_logs(facts.session_id))
+            follower.update(self.hook.get_session_logs(facts.session_id), facts.running_since)
         except BackendAIException as exc:
             self.log.warning(
                 "Could not read the session log (%s); it is written in full when the job ends", exc
@@ -197,7 +210,8 @@ class BackendAIRunBatchOperator(ResumableBatchMixin, SessionOperatorBase):
 
         Airflow does not enforce ``execution_timeout`` once a task is deferred, and a deferral that times out
         on Airflow's side never reaches ``execute_complete``, so the trigger enforces the deadlines itself
-        (and reports a ``timeout`` event, which destroys the session); Airflow's own timeout is a backstop.
+        (and reports a ``timeout`` event, which destroys the session); Airflow's own timeout is a backstop,
+        with room for REQUEUES_COVERED preemptions, each of which moves the trigger's end deadline.
         """
         from airflow.providers.backend.ai.triggers.backend_ai import BackendAISessionTrigger
 
@@ -206,6 +220,7 @@ class BackendAIRunBatchOperator(ResumableBatchMixin, SessionOperatorBase):
             self.execution_timeout.total_seconds() if self.execution_timeout else None
         )
         end_deadline = None if run_limit is None else now + self.startup_timeout + run_limit + DEFERRAL_GRACE
+        requeues = 0.0 if run_limit is None else REQUEUES_COVERED * (self.startup_timeout + run_limit)
         self.defer(
             trigger=BackendAISessionTrigger(
                 session_id=session_id,
@@ -217,9 +232,13 @@ class BackendAIRunBatchOperator(ResumableBatchMixin, SessionOperatorBase):
                 destroy_on_kill=self.on_finish_action.destroys(None),
                 stream_logs=self.log_streaming and AIRFLOW_V_3_0_PLUS,
                 use_event_stream=self.use_event_stream,
+                startup_timeout=self.startup_timeout,
+                requeue_extends_end_deadline=True,
             ),
             method_name="execute_complete",
-            timeout=None if end_deadline is None else timedelta(seconds=end_deadline - now + DEFERRAL_GRACE),
+            timeout=None
+            if end_deadline is None
+            else timedelta(seconds=end_deadline - now + requeues + DEFERRAL_GRACE),
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
@@ -229,7 +248,7 @@ class BackendAIRunBatchOperator(ResumableBatchMixin, SessionOperatorBase):
         with self.hook.get_conn():
             if outcome.kind is EventKind.ENDED and outcome.facts is not None:
                 # The trigger may have streamed the first part of the log already (Airflow 3).
-                follower = self._log_follower(outcome.session_id, start=outcome.log_offset)
+                follower = self._log_follower(outcome.session_id, outcome.log_offset, outcome.log_run)
                 return self._finish(outcome.facts, outcome.session_name, follower)
             self._tear_down(None)
         if outcome.kind is EventKind.TIMEOUT:
@@ -245,7 +264,9 @@ class BackendAIRunBatchOperator(ResumableBatchMixin, SessionOperatorBase):
     def _finish(self, facts: SessionFacts, session_name: str | None, follower: LogFollower) -> Any:
         """Write the rest of the log, return the task's outcome (or raise), and apply ``on_finish_action``."""
         try:
-            logs = final_log(self.hook, facts.session_id, log=self.log, follower=follower)
+            logs = final_log(
+                self.hook, facts.session_id, log=self.log, follower=follower, run=facts.running_since
+            )
             return self.job_outcome(facts, logs, session_name)
         finally:
             self._tear_down(facts)

@@ -53,6 +53,10 @@ class BackendAISessionSensor(BaseSensorOperator):
     """
     Wait until a Backend.AI batch session's job has ended; fail (without retries) if it did not succeed.
 
+    A session the scheduler preempts and requeues (preemption mode reschedule) is waited for until its rerun
+    ends; one it preempts in terminate mode fails the sensor (the sensor did not create it, so a retry of
+    the sensor cannot rerun the job).
+
     Works in ``poke`` and ``reschedule`` mode. The job counts as ended as soon as Backend.AI knows its
     result, which is seconds before the session reaches TERMINATED. In ``poke`` mode the sensor holds its
     worker slot anyway, so a poke waits for the job itself: it learns of the end from the manager's event
@@ -118,6 +122,13 @@ class BackendAISessionSensor(BaseSensorOperator):
         except BackendAINotFoundError as exc:
             raise AirflowFailException(f"Backend.AI session {session_id} does not exist") from exc
         self.log.info("Session %s is %s (result %s)", session_id, facts.status, facts.result)
+        if facts.requeued:
+            self.log.info(
+                "Session %s was preempted at %s by a higher-priority session of its user and waits to run "
+                "its job again from the beginning",
+                session_id,
+                facts.preempted_at or "an unknown time",
+            )
         return self._judge(facts)
 
     @staticmethod

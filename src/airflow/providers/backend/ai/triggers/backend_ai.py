@@ -27,7 +27,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow.providers.backend.ai._session.events import SESSION_ID_XCOM_KEY, EventKind, TriggerOutcome
 from airflow.providers.backend.ai._watch.log_follower import LogFollower
-from airflow.providers.backend.ai._watch.loop import a_run_watch, a_watch_events
+from airflow.providers.backend.ai._watch.loop import a_run_watch, a_watch_events, start_timeout_detail
 from airflow.providers.backend.ai._watch.step import End, Watch, WatchPlan
 from airflow.providers.backend.ai.exceptions import BackendAIException
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
@@ -71,6 +71,13 @@ class BackendAISessionTrigger(BaseTrigger):
         the job runs; the event then says how much was written (``log_offset``).
     :param use_event_stream: Learn of the job's end from the manager's event stream, shared by every trigger
         of the triggerer for this connection; poll alone when False or when the stream is not available.
+    :param startup_timeout: How long a session the scheduler preempted and requeued may take to start again
+        (its startup deadline restarts at the requeue), in seconds; None: 600.
+    :param requeue_extends_end_deadline: A requeue moves ``end_deadline`` (by the time from the preempted
+        run's start to the rerun's); off for a sensor, whose timeout is the user's whole wait.
+
+    The two parameters on preemption came later than the others: a trigger serialized without them gets
+    the defaults, which keep its earlier deadlines.
     """
 
     def __init__(
@@ -85,6 +92,8 @@ class BackendAISessionTrigger(BaseTrigger):
         destroy_on_kill: bool = True,
         stream_logs: bool = False,
         use_event_stream: bool = True,
+        startup_timeout: float | None = None,
+        requeue_extends_end_deadline: bool = False,
     ) -> None:
         super().__init__()
         self.session_id = session_id
@@ -96,6 +105,8 @@ class BackendAISessionTrigger(BaseTrigger):
         self.destroy_on_kill = destroy_on_kill
         self.stream_logs = stream_logs
         self.use_event_stream = use_event_stream
+        self.startup_timeout = startup_timeout
+        self.requeue_extends_end_deadline = requeue_extends_end_deadline
         self._event_yielded = False
         self._follower = LogFollower(lambda line: self.log.info("%s", line))
 
@@ -112,6 +123,8 @@ class BackendAISessionTrigger(BaseTrigger):
                 "destroy_on_kill": self.destroy_on_kill,
                 "stream_logs": self.stream_logs,
                 "use_event_stream": self.use_event_stream,
+                "startup_timeout": self.startup_timeout,
+                "requeue_extends_end_deadline": self.requeue_extends_end_deadline,
             },
         )
 
@@ -138,12 +151,19 @@ class BackendAISessionTrigger(BaseTrigger):
             stream_logs=self.stream_logs,
             log_every=LOG_READ_EVERY,
             log_phase=UUID(self.session_id).int % LOG_READ_EVERY,
+            startup_timeout=self.startup_timeout,
+            requeue_extends_end=self.requeue_extends_end_deadline,
+            explain_waits=True,
         )
         watch = Watch(self.session_id, plan, self.log)
         settings = await self.hook.a_settings() if self.use_event_stream else None
         async with a_watch_events(settings, self.session_id) as events:
             return await a_run_watch(
-                watch, lambda: self.hook.a_get_session_facts(self.session_id), events, self._stream_log
+                watch,
+                lambda: self.hook.a_get_session_facts(self.session_id),
+                events,
+                self._stream_log,
+                lambda: self.hook.a_get_wait_reason(self.session_id),
             )
 
     def _outcome(self, done: Done) -> TriggerOutcome:
@@ -153,17 +173,23 @@ class BackendAISessionTrigger(BaseTrigger):
             kind = EventKind.ENDED
         else:
             what = "start" if done.end is End.START_TIMEOUT else "end"
-            message = f"The session did not {what} in time (status {facts.status if facts else 'unknown'})"
+            message = f"The session did not {what} in time{start_timeout_detail(facts, done.waiting_reason)}"
             kind = EventKind.TIMEOUT
         return TriggerOutcome(
-            kind, self.session_id, self.session_name, message, facts, log_offset=self._follower.written
+            kind,
+            self.session_id,
+            self.session_name,
+            message,
+            facts,
+            log_offset=self._follower.written,
+            log_run=self._follower.run,
         )
 
     async def _stream_log(self, facts: SessionFacts) -> None:
         if not self._follower.streaming:
             return
         try:
-            self._follower.update(await self.hook.a_get_session_logs(self.session_id))
+            self._follower.update(await self.hook.a_get_session_logs(self.session_id), facts.running_since)
         except BackendAIException as exc:
             self.log.warning("Could not read the session log (%s); it is written when the task resumes", exc)
 
