@@ -519,14 +519,28 @@ class TestWhyItWaits:
         read(w, PENDING, now=NOW)
         assert read(w, PENDING, now=NOW + WAIT_REASON_FIRST) == ReadWhy()
         w.step(WHY, now=NOW + WAIT_REASON_FIRST, stream=None)
-        done = read(w, PENDING, now=NOW + 30)
+        assert read(w, PENDING, now=NOW + 30) == ReadWhy()  # a last word for the message
+        done = w.step(WHY, now=NOW + 30, stream=None)
+        assert done == Done(End.START_TIMEOUT, PENDING, WHY.describe(SID, "PENDING"))
+        assert sum(c.args[0] == "%s" for c in w._log.info.call_args_list) == 1  # logged once: unchanged
+
+    def test_asked_once_at_the_startup_timeout_if_not_just_asked(self):
+        """A long poll interval may leave no read in which to ask: the timeout's message still has a reason."""
+        w = watch(explain_waits=True, startup_deadline=NOW + 5)
+        w.start(now=NOW, stream=OPEN)
+        assert read(w, PENDING, now=NOW, stream=OPEN) == Pause(5.0, on_events=True)
+        assert w.step(None, now=NOW + 5, stream=OPEN) == ReadNow()
+        assert read(w, PENDING, now=NOW + 5, stream=OPEN) == ReadWhy()
+        done = w.step(WHY, now=NOW + 5.1, stream=OPEN)
         assert done == Done(End.START_TIMEOUT, PENDING, WHY.describe(SID, "PENDING"))
 
-    def test_not_asked_past_a_deadline_nor_once_started_nor_unless_asked(self):
-        w = watch(explain_waits=True, startup_deadline=NOW + 10)
+    def test_not_asked_at_the_timeout_when_just_asked_nor_after_the_start_nor_unless_asked(self):
+        w = watch(explain_waits=True, startup_deadline=NOW + 15)
         w.start(now=NOW, stream=None)
         read(w, PENDING, now=NOW)
-        assert read(w, PENDING, now=NOW + 10) == Done(End.START_TIMEOUT, PENDING)
+        assert read(w, PENDING, now=NOW + 10) == ReadWhy()
+        w.step(WaitReason(), now=NOW + 10, stream=None)
+        assert read(w, PENDING, now=NOW + 15) == Done(End.START_TIMEOUT, PENDING)
         w = watch(explain_waits=True)
         w.start(now=NOW, stream=None)
         read(w, PENDING, now=NOW)

@@ -242,6 +242,7 @@ class Watch:
         self._asked_why_at: float | None = None
         self._explain = plan.explain_waits
         self._said_why: tuple[str, int | None, str | None] | None = None
+        self._asked_at_timeout = False
         self.waiting_reason: str | None = None
 
     def start(self, *, now: float, stream: StreamStatus | None) -> Action:
@@ -351,6 +352,14 @@ class Watch:
         deadline, _ = self._deadline()
         return deadline is None or now < deadline
 
+    def _last_word_due(self, now: float) -> bool:
+        """Ask once more at the startup timeout, unless asked just now: the error quotes the answer."""
+        recent = self._asked_why_at is not None and now - self._asked_why_at < WAIT_REASON_FIRST
+        if self._asked_at_timeout or recent or not self._explain or self.facts is None:
+            return False
+        self._asked_at_timeout, self._asked_why_at = True, now
+        return self.facts.status in WAITING_STATUSES
+
     def _heard_why(self, why: WaitReason) -> None:
         """Log why the session waits if that changed; stop asking a manager that cannot say."""
         if why.error is not None:
@@ -382,6 +391,8 @@ class Watch:
         deadline, end = self._deadline()
         if deadline is not None:
             if now >= deadline:
+                if end is End.START_TIMEOUT and self._last_word_due(now):
+                    return ReadWhy()  # for the timeout's message
                 return Done(end, self.facts, self.waiting_reason if end is End.START_TIMEOUT else None)
             delay = min(delay, deadline - now)
         if stream is None:
