@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from unittest import mock
@@ -38,11 +39,12 @@ from tests_common.test_utils.version_compat import AIRFLOW_V_3_3_PLUS
 
 from airflow.providers.backend.ai._watch import step
 from airflow.providers.backend.ai.exceptions import BackendAIPreemptedError, BackendAIStartupTimeoutError
+from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
 from airflow.providers.backend.ai.operators.backend_ai import BackendAIRunBatchOperator
 from airflow.providers.backend.ai.sensors.backend_ai import BackendAISessionSensor
 from airflow.providers.backend.ai.triggers.backend_ai import BackendAISessionTrigger
 from integration.backend.ai import test_doc_examples
-from integration.backend.ai.busy import Preemptor, RecordingLog, rerun_command
+from integration.backend.ai.busy import Preemptor, RecordingLog, preemptor_spec, rerun_command
 from integration.backend.ai.doc_examples import DocExample
 
 if TYPE_CHECKING:
@@ -65,7 +67,7 @@ def busy(emulator: EmulatorHandle, mode: str) -> None:
 def preemptor(emulator: EmulatorHandle, *, after: float = RUNS_BEFORE_PREEMPTION, **kwargs: Any) -> Preemptor:
     """A preemptor for the first session of the emulator whose first run has run ``after`` seconds."""
 
-    def sessions() -> list[str]:
+    def victims() -> list[str]:
         return [str(s.id) for s in emulator.sessions() if not s.name.startswith("preemptor-")]
 
     def running_for(session_id: str) -> float | None:
@@ -74,9 +76,8 @@ def preemptor(emulator: EmulatorHandle, *, after: float = RUNS_BEFORE_PREEMPTION
             return None
         return (datetime.now(UTC) - snap.started_at).total_seconds()
 
-    return Preemptor(
-        "backend_ai_default", IMAGE, BIG, sessions=sessions, running_for=running_for, after=after, **kwargs
-    )
+    spec = preemptor_spec(IMAGE, BIG, name=f"preemptor-{uuid.uuid4().hex[:12]}", **kwargs)
+    return Preemptor(BackendAIHook(), spec, victims=victims, running_for=running_for, after=after)
 
 
 def victim(marker: Path, **kwargs: Any) -> BackendAIRunBatchOperator:
@@ -313,7 +314,7 @@ with DAG("busy_retry", start_date=datetime(2026, 1, 1), schedule=None, catchup=F
     BackendAIRunBatchOperator(
         task_id="victim",
         image="IMAGE",
-        command="echo start; sleep 6; echo done",
+        command=COMMAND,
         session_resources={"cpu": 5, "mem": "1g"},
         poll_interval=1,
         retries=1,
@@ -358,8 +359,10 @@ def run_dag(code: str, emulator: EmulatorHandle, tmp_path: Path, database: Path)
 @pytest.mark.skipif(not AIRFLOW_V_3_3_PLUS, reason="retry_policy arrived in Airflow 3.3")
 def test_terminate_with_the_retry_policy_and_one_retry_succeeds(emulator, tmp_path, migrated_db):
     busy(emulator, "terminate")
+    # The first try runs until it is preempted; the retry finds the marker and ends at once.
+    command = repr(rerun_command(str(tmp_path / "ran")))
     with preemptor(emulator, after=2.0) as high:
-        proc = run_dag(RETRIED_DAG, emulator, tmp_path, migrated_db)
+        proc = run_dag(RETRIED_DAG.replace("COMMAND", command), emulator, tmp_path, migrated_db)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     tries = [s for s in emulator.sessions() if not s.name.startswith("preemptor-")]
     assert [(s.status_info, s.result) for s in tries] == [
@@ -367,7 +370,9 @@ def test_terminate_with_the_retry_policy_and_one_retry_succeeds(emulator, tmp_pa
         ("task-finished", "SUCCESS"),
     ]
     assert str(tries[0].id) == high.victim
-    assert "Retry policy decision" in proc.stdout + proc.stderr
+    output = proc.stdout + proc.stderr
+    assert "BackendAIPreemptedError" in output
+    assert "the session was preempted for a higher-priority one; retrying the job" in output
 
 
 def test_a_dags_job_priority_preempts_a_lower_session_of_the_same_user(

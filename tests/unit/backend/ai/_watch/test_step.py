@@ -286,15 +286,24 @@ TERMINATED_BY_PREEMPTION = SessionFacts(
 
 
 class TestRequeue:
-    def test_the_startup_deadline_restarts_at_the_requeue(self):
+    def test_the_startup_deadline_restarts_at_the_preemption_and_at_the_requeue(self):
         """The job ran longer than startup_timeout before its preemption: the requeue does not time out."""
         w = watch(startup_deadline=NOW + 10, startup_timeout=10.0)
         w.start(now=NOW, stream=None)
         read(w, FIRST_RUN, now=NOW + 5)
         assert isinstance(read(w, PREEMPTED, now=NOW + 60), Pause)  # past the first startup deadline
         assert isinstance(read(w, RESCHEDULING, now=NOW + 62), Pause)
-        assert read(w, REQUEUED, now=NOW + 69.5) == Pause(pytest.approx(0.5))  # never past the new deadline
-        assert read(w, REQUEUED, now=NOW + 70) == Done(End.START_TIMEOUT, REQUEUED)
+        assert isinstance(read(w, REQUEUED, now=NOW + 69), Pause)  # back in the queue: 10 s from now
+        assert read(w, REQUEUED, now=NOW + 78.5) == Pause(pytest.approx(0.5))  # never past the new deadline
+        assert read(w, REQUEUED, now=NOW + 79) == Done(End.START_TIMEOUT, REQUEUED)
+
+    def test_a_requeue_the_manager_never_finishes_still_times_out(self):
+        w = watch(startup_deadline=NOW + 10, startup_timeout=10.0)
+        w.start(now=NOW, stream=None)
+        read(w, FIRST_RUN, now=NOW + 5)
+        read(w, PREEMPTED, now=NOW + 60)
+        assert isinstance(read(w, RESCHEDULING, now=NOW + 69), Pause)
+        assert read(w, RESCHEDULING, now=NOW + 70) == Done(End.START_TIMEOUT, RESCHEDULING)
 
     def test_the_rerun_runs_to_its_end(self):
         w = watch(startup_deadline=NOW + 10, startup_timeout=30.0)
@@ -368,7 +377,8 @@ class TestRequeue:
         w.start(now=NOW, stream=None)
         read(w, FIRST_RUN, now=NOW + 5)
         read(w, PREEMPTED, now=NOW + 90)
-        assert read(w, REQUEUED, now=NOW + 120) == Done(End.START_TIMEOUT, REQUEUED)
+        read(w, REQUEUED, now=NOW + 100)
+        assert read(w, REQUEUED, now=NOW + 130) == Done(End.START_TIMEOUT, REQUEUED)
 
     def test_a_sensors_end_deadline_stays(self):
         """A sensor's timeout is the user's whole wait (Airflow enforces it so in reschedule mode)."""
@@ -384,6 +394,15 @@ class TestRequeue:
         read(w, FIRST_RUN, now=NOW + 5)
         assert isinstance(read(w, REQUEUED, now=NOW + 10_000), Pause)
         assert "must start again" not in " ".join(c.args[0] for c in w._log.info.call_args_list)
+
+    def test_a_requeue_that_fell_between_two_reads_is_still_told(self):
+        w = watch()
+        w.start(now=NOW, stream=None)
+        for facts in (FIRST_RUN, RESCHEDULING, RERUN):
+            read(w, facts)
+        lines = [c.args[0] % c.args[1:] for c in w._log.info.call_args_list]
+        assert f"The manager requeued session {SID} (preemption mode reschedule)" in lines
+        assert any(line.startswith(f"Session {SID} runs the job again from the beginning") for line in lines)
 
     def test_a_watch_that_starts_during_the_requeue_finds_it_from_the_facts(self):
         """A triggerer restart: the serialized startup deadline passed long ago, the kwargs carry its length."""
@@ -433,6 +452,8 @@ class TestRequeue:
         again = SessionFacts(SID, "PENDING", "UNDEFINED", "rescheduled", running_since=R2, preempted_at=p2)
         assert isinstance(read(w, again, now=NOW + 300), Pause)
         assert w.requeues.startup_deadline == NOW + 330
+        assert isinstance(read(w, again, now=NOW + 310), Pause)
+        assert w.requeues.startup_deadline == NOW + 330  # once per requeue, not at every read
         read(w, SessionFacts(SID, "RUNNING", running_since=r3, preempted_at=p2), now=NOW + 320)
         assert w.requeues.end_deadline == NOW + 100 + 170 + 180  # r3 - R2
         assert w.requeues.preemptions == 2

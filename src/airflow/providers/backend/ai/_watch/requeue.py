@@ -21,7 +21,9 @@ In reschedule mode the manager preempts a running session for a higher-priority 
 puts it back in the queue (PREEMPTED → RESCHEDULING → PENDING, same session id); later it runs the job
 again from the beginning. That is not a failure, so:
 
-* the startup deadline restarts when the preemption is seen (the session has to start again);
+* the startup deadline restarts when the preemption is seen (the session has to start again), and again
+  when the session is back in the queue: the manager's requeue itself waits for its 60 s long-cycle
+  pass (measured: 2-57 s from RESCHEDULING to PENDING);
 * the end deadline (the trigger's) waits while the session is requeued, and then moves by the time from
   the preempted run's start to the rerun's, both the manager's times: the rerun needs its whole run time
   again. Without the preempted run's start (the watch began after the rerun had started: a triggerer
@@ -36,7 +38,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from airflow.providers.backend.ai._session.state import seconds_between
+from airflow.providers.backend.ai._session.state import PREEMPTING_STATUSES, seconds_between
 
 if TYPE_CHECKING:
     from airflow.providers.backend.ai._session.state import SessionFacts
@@ -73,13 +75,13 @@ class Requeues:
         self.startup_deadline = (
             startup_deadline if startup_deadline is not None and math.isfinite(startup_deadline) else None
         )
-        self._startup_timeout = startup_timeout
+        self._window = startup_timeout if startup_timeout is not None else DEFAULT_RESTART_WINDOW
         self._end_deadline = end_deadline
         self._extends_end = extends_end
         self.preemptions = 0
         self._handled: str | None = None  # ``preempted_at`` of the last preemption handled
         self._requeued = False  # between a preemption and its rerun
-        self._said_requeued = False
+        self._back_in_queue = False
         self._preempted_run: str | None = None  # when the preempted run had started (the manager's time)
 
     @property
@@ -101,7 +103,7 @@ class Requeues:
 
     def _note_requeue(self, facts: SessionFacts, now: float) -> None:
         if facts.preempted_at != self._handled:
-            self._handled, self._requeued, self._said_requeued = facts.preempted_at, True, False
+            self._handled, self._requeued, self._back_in_queue = facts.preempted_at, True, False
             self._preempted_run = facts.running_since
             self.preemptions += 1
             ran = facts.ran_for
@@ -112,21 +114,19 @@ class Requeues:
                 facts.preempted_at,
                 f" after running {ran:.0f} s" if ran is not None else "",
             )
-            if self.startup_deadline is not None:
-                window = (
-                    self._startup_timeout if self._startup_timeout is not None else DEFAULT_RESTART_WINDOW
-                )
-                self.startup_deadline = now + window
-        if facts.status != "PREEMPTED":  # RESCHEDULING, or back in the queue: reschedule mode
+            self._restart_startup_deadline(now)  # the manager's requeue itself may take a long-cycle pass
+        if facts.status not in PREEMPTING_STATUSES and not self._back_in_queue:
+            self._back_in_queue = True
+            self._restart_startup_deadline(now)  # the requeue: the wait in the queue starts now
             self._say_requeued()
 
+    def _restart_startup_deadline(self, now: float) -> None:
+        if self.startup_deadline is not None:
+            self.startup_deadline = now + self._window
+
     def _say_requeued(self) -> None:
-        if self._said_requeued:
-            return
-        self._said_requeued = True
-        window = self._startup_timeout if self._startup_timeout is not None else DEFAULT_RESTART_WINDOW
         deadline = (
-            f"; it must start again within {window:g} s from now (startup_timeout)"
+            f"; it must start again within {self._window:g} s from now (startup_timeout)"
             if self.startup_deadline is not None
             else ""
         )
@@ -138,13 +138,17 @@ class Requeues:
         )
 
     def _note_rerun(self, facts: SessionFacts) -> None:
-        if facts.preempted_at != self._handled:  # the requeue itself was not seen
+        if facts.preempted_at != self._handled:  # the preemption was not seen, only its rerun
             self.preemptions += 1
             self._log.info(
                 "Session %s was preempted at %s and requeued (preemption mode reschedule)",
                 self.session_id,
                 facts.preempted_at,
             )
+        elif (
+            not self._back_in_queue
+        ):  # seen preempted, then running again: its time queued fell between reads
+            self._log.info("The manager requeued session %s (preemption mode reschedule)", self.session_id)
         queued = seconds_between(facts.preempted_at, facts.running_since) or 0.0
         moved = seconds_between(self._preempted_run, facts.running_since) or queued
         self._handled, self._requeued, self._preempted_run = facts.preempted_at, False, None
