@@ -38,7 +38,11 @@ from airflow.providers.common.compat.sdk import AirflowFailException, TaskDeferr
 from tests_common.test_utils.version_compat import AIRFLOW_V_3_3_PLUS
 
 from airflow.providers.backend.ai._watch import step
-from airflow.providers.backend.ai.exceptions import BackendAIPreemptedError, BackendAIStartupTimeoutError
+from airflow.providers.backend.ai.exceptions import (
+    BackendAIManagerVersionError,
+    BackendAIPreemptedError,
+    BackendAIStartupTimeoutError,
+)
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
 from airflow.providers.backend.ai.operators.backend_ai import BackendAIRunBatchOperator
 from airflow.providers.backend.ai.sensors.backend_ai import BackendAISessionSensor
@@ -272,6 +276,27 @@ def test_a_sensor_fails_on_a_terminated_preemption(emulator, context, tmp_path):
         )
         with pytest.raises(AirflowFailException, match="preempted the session"):
             sensor.execute(context)
+
+
+# -- priority ---------------------------------------------------------------------------------------------
+
+
+def test_an_older_manager_is_refused_before_any_session_exists(emulator, context):
+    """25.x-26.2 would refuse the whole create, 26.3-26.7 drop the fields silently: say so, create nothing."""
+    emulator.settings.manager_version = "26.4.3"
+    op = BackendAIRunBatchOperator(task_id="urgent", image=IMAGE, command="echo hi", job_priority=5)
+    with pytest.raises(BackendAIManagerVersionError, match=r"job_priority needs Backend.AI manager 26.8"):
+        op.execute(context)
+    assert emulator.sessions() == []
+    assert emulator.request_count(route="create") == 0
+
+
+def test_without_the_fields_the_sdks_own_request_goes_out(emulator, context):
+    """No version check, no change: a task that sets neither field sends what get_or_create sends."""
+    emulator.settings.manager_version = "26.4.3"
+    result = BackendAIRunBatchOperator(task_id="plain", image=IMAGE, command="echo hi").execute(context)
+    snapshot = emulator.get_session(result["session_id"])
+    assert (snapshot.job_priority, snapshot.is_preemptible) == (0, True)
 
 
 # -- why a job waits -------------------------------------------------------------------------------------

@@ -133,6 +133,10 @@ class TestValidation:
             ({"command": ""}, "Invalid command '': expected a non-empty string"),
             ({"image": None}, "Invalid image None"),
             ({"xcom_log_limit": -1}, "Invalid xcom_log_limit -1"),
+            ({"job_priority": "10"}, "Invalid job_priority '10': expected an integer from -2147483648"),
+            ({"job_priority": 2**31}, "Invalid job_priority 2147483648"),
+            ({"job_priority": True}, "Invalid job_priority True"),
+            ({"is_preemptible": "no"}, "Invalid is_preemptible 'no': expected True or False"),
         ],
     )
     def test_invalid_input_names_the_parameter(self, kwargs, message):
@@ -146,6 +150,18 @@ class TestValidation:
         with pytest.raises(ValueError, match="Invalid session_name 'no'"):
             op.execute(context)
         hook_calls.create.assert_not_called()
+
+    def test_the_preemption_fields_reach_the_spec_only_when_set(self, context):
+        assert (
+            operator().session_spec(context).job_priority,
+            operator().session_spec(context).is_preemptible,
+        ) == (
+            None,
+            None,
+        )
+        spec = operator(job_priority=-3, is_preemptible=False).session_spec(context)
+        assert (spec.job_priority, spec.is_preemptible) == (-3, False)
+        assert "job_priority" not in spec.to_sdk_kwargs()  # get_or_create cannot send it
 
     def test_resources_are_not_baseoperators(self):
         op = operator(session_resources={"cpu": 2, "mem": "4g", "cuda.shares": 0.5})
