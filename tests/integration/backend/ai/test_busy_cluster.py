@@ -390,10 +390,8 @@ def test_terminate_with_the_retry_policy_and_one_retry_succeeds(emulator, tmp_pa
         proc = run_dag(RETRIED_DAG.replace("COMMAND", command), emulator, tmp_path, migrated_db)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     tries = [s for s in emulator.sessions() if not s.name.startswith("preemptor-")]
-    assert [(s.status_info, s.result) for s in tries] == [
-        ("preempted-by-scheduler", "UNDEFINED"),
-        ("task-finished", "SUCCESS"),
-    ]
+    assert [s.result for s in tries] == ["UNDEFINED", "SUCCESS"]  # the retry's may be destroyed at its result
+    assert tries[0].status_info == "preempted-by-scheduler"
     assert str(tries[0].id) == high.victim
     output = proc.stdout + proc.stderr
     assert "BackendAIPreemptedError" in output
