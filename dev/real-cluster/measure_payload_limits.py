@@ -48,9 +48,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "emulator"))
 
-from ai.backend.client.exceptions import BackendAPIError, BackendClientError  # noqa: E402
+import contextlib
 
-from tests.contract.sdk import make_config, open_session, query_session, session_ref  # noqa: E402
+from ai.backend.client.exceptions import BackendAPIError, BackendClientError
+
+from tests.contract.sdk import make_config, open_session, query_session, session_ref
 
 #: Linux MAX_ARG_STRLEN: one argv or environment string, including its terminating NUL.
 ARG_STRLEN = 131_072
@@ -147,7 +149,9 @@ def run_probe(session: Any, image: str, probe: Probe, timeout: float) -> dict[st
         facts = None
         while time.monotonic() < deadline:
             facts = query_session(session, session_id)
-            if facts and (facts["result"] != "UNDEFINED" or facts["status"] in ("TERMINATED", "CANCELLED", "ERROR")):
+            if facts and (
+                facts["result"] != "UNDEFINED" or facts["status"] in ("TERMINATED", "CANCELLED", "ERROR")
+            ):
                 break
             time.sleep(0.5)
         row.update(
@@ -175,10 +179,8 @@ def run_probe(session: Any, image: str, probe: Probe, timeout: float) -> dict[st
                 log_tail=_short(logs[-120:]),
             )
     finally:
-        try:
+        with contextlib.suppress(BackendAPIError):
             session_ref(session_id).destroy(forced=True)
-        except BackendAPIError:
-            pass
     return row
 
 

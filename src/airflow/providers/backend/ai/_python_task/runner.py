@@ -20,7 +20,7 @@ The script a ``@task.backend_ai`` job runs inside the session: call the function
 
 This file is sent to the session as text (``payload.build_command``) and must run on any Python 3 from
 3.6 up with the standard library alone: hence no ``from __future__ import annotations``, ``typing``
-generics and ``%`` formatting. ``tests/unit/python_task/test_runner_exec.py`` runs it with every
+names instead of ``list[str]``, and ``%`` formatting. ``tests/unit/python_task/test_runner_exec.py`` runs it with every
 interpreter it finds.
 
 What it does, in order:
@@ -134,15 +134,7 @@ class _Output:
                 _write_all(self.out_fd, "".join(parts).encode("utf-8"))
 
     def write_frame(self, kind: str, payload: bytes) -> None:
-        body = base64.b64encode(zlib.compress(payload, 6)).decode("ascii")
-        head = MARKER + " " + self.run_id + " "
-        lines = [
-            head + "B %s %s %d %s" % (FORMAT_VERSION, kind, len(payload), hashlib.sha256(payload).hexdigest())
-        ]
-        for index in range(0, len(body), LINE_CHARS):
-            lines.append(head + "D " + body[index : index + LINE_CHARS])
-        lines.append(head + "E %d" % (len(lines) - 1))
-        text = "\n".join(lines) + "\n"
+        text = frame_text(self.run_id, kind, payload)
         with self.lock:
             if self.pending:
                 _write_all(self.out_fd, self.pending.encode("utf-8"))
@@ -157,6 +149,9 @@ class _Output:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
+        # Threads the function left running write into nothing from now on: a daemon thread caught inside
+        # a buffered write would otherwise abort the interpreter's shutdown (SIGABRT, and a failed job).
+        sys.stdout = sys.stderr = _Discard()
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
@@ -164,6 +159,29 @@ class _Output:
         # The copier ends when the pipe is drained, unless a process the function started still holds it.
         self.thread.join(DRAIN_SECONDS)
         self.write_frame(kind, payload)
+
+
+class _Discard:
+    """A text stream that drops what it is given."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def frame_text(run_id: str, kind: str, payload: bytes) -> str:
+    """The lines of one frame (see ``framing.py`` for their form), each ending with a newline."""
+    body = base64.b64encode(zlib.compress(payload, 6)).decode("ascii")
+    head = MARKER + " " + run_id + " "
+    lines = [
+        head + "B %s %s %d %s" % (FORMAT_VERSION, kind, len(payload), hashlib.sha256(payload).hexdigest())
+    ]
+    for index in range(0, len(body), LINE_CHARS):
+        lines.append(head + "D " + body[index : index + LINE_CHARS])
+    lines.append(head + "E %d" % (len(lines) - 1))
+    return "\n".join(lines) + "\n"
 
 
 def _type_name(value: object) -> str:
