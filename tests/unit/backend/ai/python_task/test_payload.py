@@ -203,3 +203,56 @@ def test_requirements() -> None:
         check_requirements(["numpy", ""])
     with pytest.raises(ValueError, match=r"Invalid requirements entry 'a\\nb'"):
         check_requirements(["a\nb"])
+
+
+def _decorator(**_kwargs):
+    return _plain
+
+
+def _plain(function):
+    return function
+
+
+class _Holder:
+    @staticmethod
+    @_decorator(
+        image="x",
+        # a comment inside the decorator call
+        resources={"cpu": 1},
+    )
+    @_plain
+    def method_like(a, b=2):
+        # a comment the function keeps
+        text = """
+# not a comment: a line of a string
+"""
+        return a + b, text
+
+
+def test_function_source_drops_every_decorator_and_keeps_the_rest() -> None:
+    source = payload.function_source(_Holder.method_like)
+    assert source.startswith(
+        "if True:\n    def method_like(a, b=2):\n        # a comment the function keeps\n"
+    )
+    assert "# not a comment: a line of a string\n" in source
+    assert "_decorator" not in source
+    assert "_plain" not in source
+    namespace: dict = {}
+    exec(compile(source, "<test>", "exec"), namespace)
+    assert namespace["method_like"](1) == (3, "\n# not a comment: a line of a string\n")
+
+
+def test_function_source_refuses_what_cannot_be_sent() -> None:
+    async def coroutine() -> None:
+        pass
+
+    with pytest.raises(ValueError, match="is a coroutine function"):
+        payload.function_source(coroutine)
+    with pytest.raises(ValueError, match="is not a function defined with def"):
+        payload.function_source(lambda: 1)
+    with pytest.raises(ValueError, match="cannot be read"):
+        payload.function_source(len)
+
+
+def test_function_source_of_a_top_level_function() -> None:
+    assert payload.function_source(_plain) == "def _plain(function):\n    return function\n"

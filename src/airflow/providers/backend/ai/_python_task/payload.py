@@ -36,10 +36,12 @@ would fail with ``E2BIG``.
 
 from __future__ import annotations
 
+import ast
 import base64
+import inspect
 import json
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -96,6 +98,37 @@ def check_requirements(value: Any) -> tuple[str, ...]:
                 f"Invalid requirements entry {item!r}: expected a non-empty pip requirement string on one line"
             )
     return tuple(item.strip() for item in value)
+
+
+def function_source(function: Callable[..., Any]) -> str:
+    """
+    The source of ``function`` as the session gets it: its ``def`` and body, without any decorator.
+
+    Every decorator goes, not only ``@task.backend_ai``: the function is sent alone, so a decorator would
+    name something the session does not have (``@setup``, ``@task.backend_ai`` imported under another name,
+    a helper from the Dag file). Comments and strings are kept exactly as written: an indented function
+    (defined in a class or another function) is not dedented, which could change its multi-line strings,
+    but sent inside ``if True:``, which defines it at module level all the same.
+    """
+    if inspect.iscoroutinefunction(function):
+        raise ValueError(
+            f"{function.__qualname__} is a coroutine function: @task.backend_ai runs plain functions"
+        )
+    try:
+        source = inspect.getsource(function)
+    except (OSError, TypeError) as exc:
+        raise ValueError(f"The source of {function.__qualname__} cannot be read: {exc}") from exc
+    head = "if True:\n" if source[:1].isspace() else ""
+    tree = ast.parse(head + source)
+    body = tree.body[0].body if head and tree.body and isinstance(tree.body[0], ast.If) else tree.body
+    definition = body[0] if body else None
+    if not isinstance(definition, ast.FunctionDef) or definition.name != function.__name__:
+        raise ValueError(
+            f"{function.__qualname__} is not a function defined with def (a lambda or a callable object "
+            "cannot be sent to the session)"
+        )
+    lines = (head + source).splitlines(keepends=True)
+    return head + "".join(lines[definition.lineno - 1 :])
 
 
 @cache
