@@ -384,3 +384,19 @@ def test_pickle(edge_python: str) -> None:
         serializer="pickle",
     )
     assert value_of(log, code, serializer="pickle") == {"next": datetime.date(2026, 1, 2), "ids": {1, 2, 3}}
+
+
+def test_posix_sh_with_separate_pipes_as_a_kernel_runs_it() -> None:
+    """
+    A kernel runs the startup command with ``/bin/sh -c`` (dash on Debian and Ubuntu images) and reads
+    stdout and stderr from two pipes, copying them to the container log in 4 KiB chunks each: everything
+    must arrive on stdout, in order, or stderr chunks could land inside the frame.
+    """
+    source = "def f():\n    import sys\n    print('out')\n    print('err', file=sys.stderr)\n    raise KeyError('k')\n"
+    job = build_command(function_name="f", source=source, python_command=sys.executable)
+    done = subprocess.run(["/bin/sh", "-c", job.command], capture_output=True, timeout=60, check=False)
+    assert done.stderr == b""
+    log = done.stdout.decode("utf-8")
+    assert output_lines(log)[:2] == ["out", "err"]
+    with pytest.raises(PythonTaskFunctionError, match="^KeyError: 'k'"):
+        value_of(log, done.returncode)
