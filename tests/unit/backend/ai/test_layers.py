@@ -37,6 +37,7 @@ LAYERS = {
     "get_provider_info": 0,
     "_session": 1,
     "exceptions": 1,  # pure too: the failures carry the session's facts
+    "_python_task": 1,  # pure: the in-session runner, the command it travels in, the frame it answers with
     "_sdk": 2,
     "_watch": 3,
     "hooks": 4,
@@ -46,6 +47,7 @@ LAYERS = {
     "operators": 6,
     "sensors": 6,
     "triggers": 6,
+    "decorators": 7,  # @task.backend_ai builds on the run-batch operator
 }
 #: Imports that go up on purpose: the operators and the sensor defer to the trigger at run time.
 DEFERRAL = {("operators", "triggers"), ("sensors", "triggers")}
