@@ -29,14 +29,14 @@ from typing import Any, NoReturn
 
 import pytest
 
-from airflow.providers.backend.ai._python_task.errors import (
-    PythonTaskFunctionError,
-    PythonTaskInputError,
-)
 from airflow.providers.backend.ai._python_task.framing import MARKER
 from airflow.providers.backend.ai._python_task.payload import MAX_COMMAND_BYTES, build_command
 from airflow.providers.backend.ai._python_task.result import output_lines, return_value
-from airflow.providers.backend.ai.exceptions import BackendAIJobFailedError
+from airflow.providers.backend.ai.exceptions import (
+    BackendAIJobFailedError,
+    BackendAIPythonTaskError,
+    BackendAIPythonTaskInputError,
+)
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
 from airflow.providers.backend.ai.operators.backend_ai import BackendAIRunBatchOperator
 
@@ -131,7 +131,7 @@ def test_an_input_just_under_the_limit(emulator, context) -> None:
         middle = (low + high) // 2
         try:
             build(middle)
-        except PythonTaskInputError:
+        except BackendAIPythonTaskInputError:
             high = middle
         else:
             low = middle
@@ -143,14 +143,14 @@ def test_an_input_just_under_the_limit(emulator, context) -> None:
 
 def test_an_input_over_the_limit_is_refused_before_any_session(emulator, context) -> None:
     blob = "".join(random.Random(5).choices("abcdefghijklmnopqrstuvwxyz0123456789", k=150_000))
-    with pytest.raises(PythonTaskInputError, match=r"op_kwargs\['blob'\] about [\d,]+ bytes"):
+    with pytest.raises(BackendAIPythonTaskInputError, match=r"op_kwargs\['blob'\] about [\d,]+ bytes"):
         call(context, "def f(blob):\n    return len(blob)\n", op_kwargs={"blob": blob})
     assert emulator.request_count(route="create") == 0
     assert emulator.sessions() == []
 
 
 def test_the_functions_exception(emulator, context) -> None:
-    with pytest.raises(PythonTaskFunctionError) as err:
+    with pytest.raises(BackendAIPythonTaskError) as err:
         call(context, "def f():\n    print('loading data')\n    raise RuntimeError('out of patience')\n")
     assert str(err.value).startswith("RuntimeError: out of patience\n")
     assert "Traceback (most recent call last):" in err.value.log_tail
@@ -182,6 +182,6 @@ def test_framing_inputs(emulator, context, source: str, expected: Any) -> None:
 
 def test_a_return_value_json_cannot_carry(emulator, context) -> None:
     with pytest.raises(
-        PythonTaskFunctionError, match=r"^UnserializableReturnValue: the return value of type set"
+        BackendAIPythonTaskError, match=r"^UnserializableReturnValue: the return value of type set"
     ):
         call(context, "def f():\n    return {1, 2, 3}\n")

@@ -29,10 +29,13 @@ from typing import Any, NoReturn
 
 import pytest
 
-from airflow.providers.backend.ai._python_task.errors import PythonTaskFunctionError, PythonTaskInputError
 from airflow.providers.backend.ai._python_task.payload import MAX_COMMAND_BYTES, build_command
 from airflow.providers.backend.ai._python_task.result import return_value
-from airflow.providers.backend.ai.exceptions import BackendAIJobFailedError
+from airflow.providers.backend.ai.exceptions import (
+    BackendAIJobFailedError,
+    BackendAIPythonTaskError,
+    BackendAIPythonTaskInputError,
+)
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
 from airflow.providers.backend.ai.operators.backend_ai import BackendAIRunBatchOperator
 
@@ -105,7 +108,7 @@ def test_values_a_1_mb_value_and_an_exception(
     assert call(real_connection, make_context("big"), "big", big, op_args=[9]) == "".join(
         rng.choice("0123456789abcdef") for _ in range(1_000_000)
     )
-    with pytest.raises(PythonTaskFunctionError, match=r"^ZeroDivisionError: division by zero\n") as err:
+    with pytest.raises(BackendAIPythonTaskError, match=r"^ZeroDivisionError: division by zero\n") as err:
         call(real_connection, make_context("fails"), "fails", "def fails():\n    return 1 / 0\n")
     assert "Traceback (most recent call last):" in err.value.log_tail
     rows = real_connection.wait_for(
@@ -130,7 +133,7 @@ def test_an_input_just_under_the_limit(real_connection: RealCluster, make_contex
         middle = (low + high) // 2
         try:
             build(middle)
-        except PythonTaskInputError:
+        except BackendAIPythonTaskInputError:
             high = middle
         else:
             low = middle

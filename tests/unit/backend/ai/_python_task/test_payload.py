@@ -30,7 +30,6 @@ import zlib
 import pytest
 
 from airflow.providers.backend.ai._python_task import payload
-from airflow.providers.backend.ai._python_task.errors import PythonTaskInputError
 from airflow.providers.backend.ai._python_task.payload import (
     MAX_COMMAND_BYTES,
     build_command,
@@ -38,6 +37,7 @@ from airflow.providers.backend.ai._python_task.payload import (
     check_requirements,
     check_serializer,
 )
+from airflow.providers.backend.ai.exceptions import BackendAIPythonTaskInputError
 
 SOURCE = "def train(epochs, lr=0.1):\n    return {'epochs': epochs, 'lr': lr}\n"
 
@@ -120,20 +120,24 @@ def test_pickle_arguments_keep_python_types() -> None:
     ],
 )
 def test_an_argument_json_cannot_carry_is_named(args, kwargs, named: str) -> None:
-    with pytest.raises(PythonTaskInputError, match=re.escape(named)) as err:
+    with pytest.raises(BackendAIPythonTaskInputError, match=re.escape(named)) as err:
         build_command(function_name="train", source=SOURCE, op_args=args, op_kwargs=kwargs)
     assert "serializer='json'" in str(err.value)
     assert isinstance(err.value, ValueError)
 
 
 def test_an_argument_pickle_cannot_carry_is_named() -> None:
-    with pytest.raises(PythonTaskInputError, match=r"op_kwargs\['f'\] of type function cannot be sent"):
+    with pytest.raises(
+        BackendAIPythonTaskInputError, match=r"op_kwargs\['f'\] of type function cannot be sent"
+    ):
         build_command(function_name="train", source=SOURCE, op_kwargs={"f": lambda: 1}, serializer="pickle")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("cloudpickle") is not None, reason="cloudpickle is installed")
 def test_cloudpickle_missing_on_the_worker_is_a_clear_error() -> None:
-    with pytest.raises(PythonTaskInputError, match=r"needs the cloudpickle package on the Airflow worker"):
+    with pytest.raises(
+        BackendAIPythonTaskInputError, match=r"needs the cloudpickle package on the Airflow worker"
+    ):
         build_command(function_name="train", source=SOURCE, op_args=[1], serializer="cloudpickle")
 
 
@@ -150,13 +154,13 @@ def test_a_job_just_under_the_limit_is_built_and_one_byte_more_is_refused() -> N
         middle = (low + high) // 2
         try:
             size_with(middle)
-        except PythonTaskInputError:
+        except BackendAIPythonTaskInputError:
             high = middle
         else:
             low = middle
     assert base < size_with(low) <= MAX_COMMAND_BYTES
     assert MAX_COMMAND_BYTES - size_with(low) < 16
-    with pytest.raises(PythonTaskInputError) as err:
+    with pytest.raises(BackendAIPythonTaskInputError) as err:
         size_with(high)
     message = str(err.value)
     assert "over the limit of 131,071 bytes" in message

@@ -26,9 +26,12 @@ from unittest import mock
 import pytest
 
 from airflow.providers.backend.ai._python_task import runner
-from airflow.providers.backend.ai._python_task.errors import PythonTaskFunctionError, PythonTaskResultError
 from airflow.providers.backend.ai._python_task.result import output_lines, read_function_result, return_value
-from airflow.providers.backend.ai.exceptions import BackendAIJobFailedError
+from airflow.providers.backend.ai.exceptions import (
+    BackendAIJobFailedError,
+    BackendAIPythonTaskError,
+    BackendAIPythonTaskResultError,
+)
 
 RUN_A = "a" * 32
 RUN_B = "b" * 32
@@ -82,7 +85,7 @@ def test_the_function_raised() -> None:
     log = "epoch 1\nTraceback (most recent call last):\n  ...\nValueError: boom\n" + error(
         "ValueError", "boom"
     )
-    with pytest.raises(PythonTaskFunctionError) as err:
+    with pytest.raises(BackendAIPythonTaskError) as err:
         outcome(log, succeeded=False)
     exc = err.value
     assert isinstance(exc, BackendAIJobFailedError)
@@ -101,14 +104,14 @@ def test_the_function_raised() -> None:
 def test_an_unserializable_return_value() -> None:
     message = "the return value of type set could not be serialized with serializer='json': Object of type set is not JSON serializable"
     with pytest.raises(
-        PythonTaskFunctionError, match=r"UnserializableReturnValue: the return value of type set"
+        BackendAIPythonTaskError, match=r"UnserializableReturnValue: the return value of type set"
     ) as err:
         outcome(error("UnserializableReturnValue", message, stage="serialize"), succeeded=False)
     assert "the return value of train() could not be sent back" in str(err.value)
 
 
 def test_an_error_frame_wins_even_if_the_job_was_recorded_as_a_success() -> None:
-    with pytest.raises(PythonTaskFunctionError, match=r"^KeyError: 'x'"):
+    with pytest.raises(BackendAIPythonTaskError, match=r"^KeyError: 'x'"):
         outcome(error("KeyError", "'x'"), succeeded=True)
 
 
@@ -124,14 +127,16 @@ def test_a_failed_job_with_an_ok_frame_is_still_a_failure() -> None:
 
 
 def test_a_successful_job_without_a_frame() -> None:
-    with pytest.raises(PythonTaskResultError, match=r"holds no result frame .*\(Backend.AI session sess-1\)"):
+    with pytest.raises(
+        BackendAIPythonTaskResultError, match=r"holds no result frame .*\(Backend.AI session sess-1\)"
+    ):
         outcome("no frame here\n", succeeded=True)
 
 
 def test_only_damaged_frames() -> None:
     lines = ok(list(range(3000))).splitlines(keepends=True)
     lines[1] = lines[1][:80] + "garbage" + lines[1][80:]
-    with pytest.raises(PythonTaskResultError, match=r"no intact result frame") as err:
+    with pytest.raises(BackendAIPythonTaskResultError, match=r"no intact result frame") as err:
         outcome("".join(lines), succeeded=True)
     (problem,) = err.value.problems
     assert problem.startswith(f"frame {RUN_A}: ")
@@ -157,14 +162,14 @@ def test_pickle_payloads() -> None:
 def test_a_payload_the_serializer_cannot_load() -> None:
     log = runner.frame_text(RUN_A, "ok", b"not json")
     with pytest.raises(
-        PythonTaskResultError, match=r"cannot be loaded with serializer='json': JSONDecodeError"
+        BackendAIPythonTaskResultError, match=r"cannot be loaded with serializer='json': JSONDecodeError"
     ):
         outcome(log, succeeded=True)
 
 
 def test_an_unreadable_error_frame() -> None:
     log = runner.frame_text(RUN_A, "error", b'{"type": "X"}')
-    with pytest.raises(PythonTaskResultError, match=r"The error frame a{32} cannot be read"):
+    with pytest.raises(BackendAIPythonTaskResultError, match=r"The error frame a{32} cannot be read"):
         outcome(log, succeeded=False)
 
 

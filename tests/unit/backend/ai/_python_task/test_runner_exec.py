@@ -33,10 +33,10 @@ from typing import Any, NoReturn
 
 import pytest
 
-from airflow.providers.backend.ai._python_task.errors import PythonTaskFunctionError
 from airflow.providers.backend.ai._python_task.framing import MARKER, scan_frames
 from airflow.providers.backend.ai._python_task.payload import build_command
 from airflow.providers.backend.ai._python_task.result import output_lines, return_value
+from airflow.providers.backend.ai.exceptions import BackendAIPythonTaskError
 
 
 def _interpreters() -> list[str]:
@@ -223,7 +223,7 @@ def test_an_exception(python: str) -> None:
         op_args=["bad input"],
     )
     assert code == 1
-    with pytest.raises(PythonTaskFunctionError) as err:
+    with pytest.raises(BackendAIPythonTaskError) as err:
         value_of(log, code)
     assert (err.value.error_type, err.value.error_message, err.value.stage) == (
         "ValueError",
@@ -242,7 +242,7 @@ def test_an_exception(python: str) -> None:
 def test_a_value_json_cannot_carry(python: str) -> None:
     log, code = run(python, "def f():\n    return {'ids': {1, 2}}\n")
     assert code == 1
-    with pytest.raises(PythonTaskFunctionError) as err:
+    with pytest.raises(BackendAIPythonTaskError) as err:
         value_of(log, code)
     assert err.value.error_type == "UnserializableReturnValue"
     assert err.value.stage == "serialize"
@@ -260,7 +260,7 @@ def test_sys_exit(edge_python: str, exit_code, outcome) -> None:
         assert code == 0
         assert value_of(log, code) is None
     else:
-        with pytest.raises(PythonTaskFunctionError, match=f"^{outcome}\n"):
+        with pytest.raises(BackendAIPythonTaskError, match=f"^{outcome}\n"):
             value_of(log, code)
 
 
@@ -269,7 +269,7 @@ def test_a_syntax_error_in_an_old_interpreter_is_reported(edge_python: str) -> N
     if sys.version_info >= (3, 8) and "/3.6." not in edge_python:
         assert value_of(log, code) == 1
     else:
-        with pytest.raises(PythonTaskFunctionError, match="^SyntaxError") as err:
+        with pytest.raises(BackendAIPythonTaskError, match="^SyntaxError") as err:
             value_of(log, code)
         assert err.value.stage == "compile"
 
@@ -281,7 +281,7 @@ def test_annotations_naming_what_the_image_lacks(edge_python: str) -> None:
         op_args=[None],
     )
     if "/3.6." in edge_python:  # no postponed annotations before 3.7: the NameError is reported
-        with pytest.raises(PythonTaskFunctionError, match="^NameError"):
+        with pytest.raises(BackendAIPythonTaskError, match="^NameError"):
             value_of(log, code)
     else:
         assert value_of(log, code) == 1
@@ -312,7 +312,7 @@ def test_a_return_value_over_the_log_limit(edge_python: str) -> None:
         edge_python, "def f():\n    import os\n    return os.urandom(60000).hex()\n", max_result_chars=50_000
     )
     with pytest.raises(
-        PythonTaskFunctionError, match=r"^ReturnValueTooLarge: the return value takes \d+ characters"
+        BackendAIPythonTaskError, match=r"^ReturnValueTooLarge: the return value takes \d+ characters"
     ):
         value_of(log, code)
 
@@ -368,7 +368,7 @@ def test_requirements_that_fail(python: str) -> None:
     )
     assert code == 1
     with pytest.raises(
-        PythonTaskFunctionError, match=r"^RequirementsInstallError: pip install --no-index no-such"
+        BackendAIPythonTaskError, match=r"^RequirementsInstallError: pip install --no-index no-such"
     ) as err:
         value_of(log, code)
     assert err.value.stage == "requirements"
@@ -398,5 +398,5 @@ def test_posix_sh_with_separate_pipes_as_a_kernel_runs_it() -> None:
     assert done.stderr == b""
     log = done.stdout.decode("utf-8")
     assert output_lines(log)[:2] == ["out", "err"]
-    with pytest.raises(PythonTaskFunctionError, match="^KeyError: 'k'"):
+    with pytest.raises(BackendAIPythonTaskError, match="^KeyError: 'k'"):
         value_of(log, done.returncode)

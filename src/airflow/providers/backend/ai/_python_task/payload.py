@@ -47,7 +47,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from airflow.providers.backend.ai._python_task.errors import PythonTaskInputError
+from airflow.providers.backend.ai.exceptions import BackendAIPythonTaskInputError
 
 SERIALIZERS = ("json", "pickle", "cloudpickle")
 #: Linux ``MAX_ARG_STRLEN`` (32 pages of 4 KiB) less the NUL: the longest ``sh -c`` command.
@@ -146,7 +146,7 @@ def _serializer_module(serializer: str) -> Any:
         try:
             import cloudpickle  # type: ignore[import-not-found,unused-ignore]
         except ImportError as exc:
-            raise PythonTaskInputError(
+            raise BackendAIPythonTaskInputError(
                 "serializer='cloudpickle' needs the cloudpickle package on the Airflow worker "
                 "(pip install cloudpickle) and in the image"
             ) from exc
@@ -165,7 +165,7 @@ def _serialize_arguments(serializer: str, args: Sequence[Any], kwargs: Mapping[s
             try:
                 json.dumps(value)
             except (TypeError, ValueError) as exc:
-                raise PythonTaskInputError(
+                raise BackendAIPythonTaskInputError(
                     f"Argument {name} of type {type(value).__name__} cannot be sent with serializer='json': {exc}. "
                     "Pass JSON values (str, int, float, bool, None, lists, dicts with str keys), or use "
                     "serializer='pickle' or 'cloudpickle'."
@@ -176,7 +176,7 @@ def _serialize_arguments(serializer: str, args: Sequence[Any], kwargs: Mapping[s
         try:
             module.dumps(value, protocol=PICKLE_PROTOCOL)
         except Exception as exc:
-            raise PythonTaskInputError(
+            raise BackendAIPythonTaskInputError(
                 f"Argument {name} of type {type(value).__name__} cannot be sent with serializer={serializer!r}: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
@@ -198,7 +198,7 @@ def build_command(
     """
     The batch command that calls ``function_name`` (defined by ``source``) with the given arguments.
 
-    Raises :class:`PythonTaskInputError` (a ``ValueError``) before anything is created when an argument
+    Raises :class:`BackendAIPythonTaskInputError` (a ``ValueError``) before anything is created when an argument
     cannot be serialized, or when the command would exceed ``MAX_COMMAND_BYTES``; the message names the
     largest inputs.
     """
@@ -226,7 +226,7 @@ def build_command(
     )
     size = len(command.encode("utf-8"))
     if size > MAX_COMMAND_BYTES:
-        raise PythonTaskInputError(
+        raise BackendAIPythonTaskInputError(
             _too_large_message(function_name, size, source, serializer, list(op_args), kwargs)
         )
     return PythonJob(command=command, size=size)

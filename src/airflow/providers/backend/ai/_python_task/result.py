@@ -22,12 +22,14 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from airflow.providers.backend.ai._python_task.errors import PythonTaskFunctionError, PythonTaskResultError
 from airflow.providers.backend.ai._python_task.framing import is_frame_line, scan_frames
 from airflow.providers.backend.ai._python_task.payload import check_serializer
+from airflow.providers.backend.ai.exceptions import BackendAIPythonTaskError, BackendAIPythonTaskResultError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from airflow.providers.backend.ai._session.state import SessionFacts
 
 #: How many trailing lines of the function's own output an error quotes (its traceback).
 ERROR_TAIL_LINES = 20
@@ -61,14 +63,14 @@ def read_function_result(
     """
     The result in ``log``: from the first intact frame (a job run twice by the agent writes two).
 
-    Returns None when the log holds no frame at all; raises :class:`PythonTaskResultError` when it holds
+    Returns None when the log holds no frame at all; raises :class:`BackendAIPythonTaskResultError` when it holds
     frames but none arrived whole, or an intact frame cannot be read.
     """
     check_serializer(serializer)
     scan = scan_frames(log)
     if not scan.frames:
         if scan.problems:
-            raise PythonTaskResultError(
+            raise BackendAIPythonTaskResultError(
                 "The session log holds no intact result frame", session_id=session_id, problems=scan.problems
             )
         return None
@@ -80,14 +82,14 @@ def read_function_result(
             error = json.loads(first.payload.decode("utf-8"))
             error = {key: str(error[key]) for key in ("stage", "type", "message")}
         except (ValueError, KeyError, TypeError) as exc:
-            raise PythonTaskResultError(
+            raise BackendAIPythonTaskResultError(
                 f"The error frame {first.run_id} cannot be read: {exc}", session_id=session_id
             ) from exc
         return FunctionResult(ok=False, error=error, ignored=ignored)
     try:
         value = _load(first.payload, serializer)
     except Exception as exc:
-        raise PythonTaskResultError(
+        raise BackendAIPythonTaskResultError(
             f"The return value in frame {first.run_id} cannot be loaded with serializer={serializer!r}: "
             f"{type(exc).__name__}: {exc}",
             session_id=session_id,
@@ -116,15 +118,18 @@ def return_value(
     session_id: str | None,
     job_failed: Callable[[], NoReturn],
     warn: Callable[[str], None] | None = None,
+    facts: SessionFacts | None = None,
 ) -> Any:
     """
     Decide the task's outcome from the job's result and its log: the return value, or an exception.
 
-    * An error frame raises :class:`PythonTaskFunctionError` with the exception's type and message (the
+    * An error frame raises :class:`BackendAIPythonTaskError` with the exception's type and message (the
       job failed too: the runner exits 1 after it).
     * A failed job without an error frame (killed, timed out, no Python in the image) calls ``job_failed``,
       which raises the operator's usual job failure.
-    * A successful job without an intact result frame raises :class:`PythonTaskResultError`.
+    * A successful job without an intact result frame raises :class:`BackendAIPythonTaskResultError`.
+
+    ``facts`` (the session's final state) is carried by the function's error.
     """
     result = read_function_result(log, serializer=serializer, session_id=session_id)
     if warn is not None and result is not None:
@@ -132,18 +137,19 @@ def return_value(
             warn(sentence)
     if result is not None and not result.ok:
         assert result.error is not None
-        raise PythonTaskFunctionError(
+        raise BackendAIPythonTaskError(
             function_name=function_name,
             error_type=result.error["type"],
             error_message=result.error["message"],
             stage=result.error["stage"],
             session_id=session_id,
+            facts=facts,
             log_tail="\n".join(output_lines(log.rstrip("\n"))[-ERROR_TAIL_LINES:]),
         )
     if not job_succeeded:
         job_failed()
     if result is None:
-        raise PythonTaskResultError(
+        raise BackendAIPythonTaskResultError(
             "The job succeeded but its log holds no result frame (was the log cut at the end?)",
             session_id=session_id,
         )
