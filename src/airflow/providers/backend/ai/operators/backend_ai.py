@@ -109,6 +109,9 @@ class BackendAIRunBatchOperator(ResumableBatchMixin, SessionOperatorBase):
     #: ``session_id`` and the ``try_number`` that made it. Renaming it would orphan the sessions of tasks
     #: that are being retried during an upgrade.
     external_id_key = "backend_ai_session"
+    #: Lines of the session log that start with this are left out of the task log, on the worker and in the
+    #: trigger's streaming (``@task.backend_ai`` sets its result frame's marker); None keeps every line.
+    hidden_log_prefix: str | None = None
 
     def __init__(
         self,
@@ -169,7 +172,7 @@ class BackendAIRunBatchOperator(ResumableBatchMixin, SessionOperatorBase):
         self._defer(session_id, session_name)
 
     def _log_follower(self, session_id: str, start: int = 0) -> LogFollower:
-        return LogFollower(task_log_writer(self.log, session_id), start=start)
+        return LogFollower(task_log_writer(self.log, session_id, hide=self.hidden_log_prefix), start=start)
 
     def _stream_log(self, follower: LogFollower, facts: SessionFacts) -> None:
         """Copy new log lines into the task log while the job runs (``log_streaming``)."""
@@ -214,6 +217,7 @@ class BackendAIRunBatchOperator(ResumableBatchMixin, SessionOperatorBase):
                 destroy_on_kill=self.on_finish_action.destroys(None),
                 stream_logs=self.log_streaming and AIRFLOW_V_3_0_PLUS,
                 use_event_stream=self.use_event_stream,
+                hide_line_prefix=self.hidden_log_prefix,
             ),
             method_name="execute_complete",
             timeout=None if end_deadline is None else timedelta(seconds=end_deadline - now + DEFERRAL_GRACE),

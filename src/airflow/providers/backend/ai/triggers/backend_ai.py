@@ -71,6 +71,9 @@ class BackendAISessionTrigger(BaseTrigger):
         the job runs; the event then says how much was written (``log_offset``).
     :param use_event_stream: Learn of the job's end from the manager's event stream, shared by every trigger
         of the triggerer for this connection; poll alone when False or when the stream is not available.
+    :param hide_line_prefix: Log lines that start with this are not streamed (``@task.backend_ai``'s result
+        frame); the resumed task still reads the whole log. None (the default, and what triggers serialized
+        before this parameter existed load with) streams every line.
     """
 
     def __init__(
@@ -85,6 +88,7 @@ class BackendAISessionTrigger(BaseTrigger):
         destroy_on_kill: bool = True,
         stream_logs: bool = False,
         use_event_stream: bool = True,
+        hide_line_prefix: str | None = None,
     ) -> None:
         super().__init__()
         self.session_id = session_id
@@ -96,8 +100,9 @@ class BackendAISessionTrigger(BaseTrigger):
         self.destroy_on_kill = destroy_on_kill
         self.stream_logs = stream_logs
         self.use_event_stream = use_event_stream
+        self.hide_line_prefix = hide_line_prefix
         self._event_yielded = False
-        self._follower = LogFollower(lambda line: self.log.info("%s", line))
+        self._follower = LogFollower(self._write_line)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -112,8 +117,13 @@ class BackendAISessionTrigger(BaseTrigger):
                 "destroy_on_kill": self.destroy_on_kill,
                 "stream_logs": self.stream_logs,
                 "use_event_stream": self.use_event_stream,
+                "hide_line_prefix": self.hide_line_prefix,
             },
         )
+
+    def _write_line(self, line: str) -> None:
+        if self.hide_line_prefix is None or not line.startswith(self.hide_line_prefix):
+            self.log.info("%s", line)
 
     @cached_property
     def hook(self) -> BackendAIHook:
