@@ -44,7 +44,9 @@ MARKER = "@@backend.ai-python-task@@"
 FORMAT_VERSION = "1"
 KINDS = frozenset({"ok", "error"})
 
-_PREFIX = MARKER + " "
+#: What every frame line starts with; the task log leaves such lines out.
+FRAME_LINE_PREFIX = MARKER + " "
+_PREFIX = FRAME_LINE_PREFIX
 _RUN_ID = re.compile(r"[0-9a-f]{32}\Z")
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 
