@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import base64
 import datetime
-import importlib.util
 import json
 import random
 import re
 import subprocess
+import sys
 import zlib
+from unittest import mock
 
 import pytest
 
@@ -133,12 +134,26 @@ def test_an_argument_pickle_cannot_carry_is_named() -> None:
         build_command(function_name="train", source=SOURCE, op_kwargs={"f": lambda: 1}, serializer="pickle")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("cloudpickle") is not None, reason="cloudpickle is installed")
 def test_cloudpickle_missing_on_the_worker_is_a_clear_error() -> None:
-    with pytest.raises(
-        BackendAIPythonTaskInputError, match=r"needs the cloudpickle package on the Airflow worker"
+    with (
+        mock.patch.dict(sys.modules, {"cloudpickle": None}),  # makes ``import cloudpickle`` fail
+        pytest.raises(
+            BackendAIPythonTaskInputError, match=r"needs the cloudpickle package on the Airflow worker"
+        ),
     ):
         build_command(function_name="train", source=SOURCE, op_args=[1], serializer="cloudpickle")
+
+
+def test_cloudpickle_carries_what_json_cannot() -> None:
+    """The arguments travel pickled by cloudpickle (a lambda too), and the job stays a valid command."""
+    job = build_command(
+        function_name="train",
+        source=SOURCE,
+        op_args=[{1, 2}],
+        op_kwargs={"f": lambda: 1},
+        serializer="cloudpickle",
+    )
+    assert job.size <= MAX_COMMAND_BYTES
 
 
 def test_a_job_just_under_the_limit_is_built_and_one_byte_more_is_refused() -> None:
