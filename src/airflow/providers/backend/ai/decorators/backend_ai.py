@@ -63,15 +63,8 @@ class _BackendAIDecoratedOperator(DecoratedOperator, BackendAIRunBatchOperator):
     """
     Run the decorated function in a Backend.AI batch session and return what it returned.
 
-    Takes every parameter of :class:`~airflow.providers.backend.ai.operators.backend_ai.BackendAIRunBatchOperator`
-    but ``command``, plus:
-
-    :param python_command: The command that starts Python in the image, e.g. ``python3`` (default) or
-        ``/opt/conda/bin/python``.
-    :param serializer: How the arguments and the return value travel: ``json`` (default; any Python 3.6+
-        in the image), ``pickle`` or ``cloudpickle`` (the image's Python must be the worker's, and
-        ``cloudpickle`` installed on both).
-    :param requirements: pip requirement specifiers installed in the session before the call. (templated)
+    The run-batch operator with ``command`` built in :meth:`execute`, once ``op_args`` and ``op_kwargs``
+    are rendered; its parameters are those of :func:`backend_ai_task`.
     """
 
     custom_operator_name = "@task.backend_ai"
@@ -201,13 +194,23 @@ def backend_ai_task(
     """
     Run the decorated function in a Backend.AI batch session: ``@task.backend_ai(image=..., ...)``.
 
-    Takes the parameters of :class:`_BackendAIDecoratedOperator`. The function's source (without its
-    decorators) and its arguments, rendered from templates and upstream XComs, run in the session; its
-    return value is the task's XCom (``multiple_outputs`` unrolls a dict); its exception fails the task with
-    its type and message, its traceback in the task log.
+    The function's source (without its decorators) and its arguments, rendered from templates and upstream
+    XComs, run in the session; its return value is the task's XCom; its exception fails the task with
+    :class:`~airflow.providers.backend.ai.exceptions.BackendAIPythonTaskError` (its type and message), the
+    traceback in the task log. Takes every parameter of
+    :class:`~airflow.providers.backend.ai.operators.backend_ai.BackendAIRunBatchOperator` but ``command``, and:
+
+    .. seealso::
+        :ref:`howto/decorator:backend_ai`
 
     :param python_callable: The function (set when the decorator is used without arguments).
     :param multiple_outputs: Push each key of a returned dict as an XCom of its own.
+    :param python_command: The command that starts Python in the image, e.g. ``python3`` (default) or
+        ``/opt/conda/bin/python``.
+    :param serializer: How the arguments and the return value travel: ``json`` (default; any Python 3.6+
+        in the image), ``pickle`` or ``cloudpickle`` (the image's Python must be the worker's, and
+        ``cloudpickle`` installed on both).
+    :param requirements: pip requirement specifiers installed in the session before the call. (templated)
     """
     return task_decorator_factory(
         python_callable=python_callable,
