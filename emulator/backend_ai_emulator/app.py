@@ -250,5 +250,12 @@ def build_app(state: EmulatorState) -> web.Application:
     )
     r.add_route("*", "/session/{session_name}/{action}", handlers.not_emulated, name="not_emulated__action")
     r.add_route("POST", "/admin/gql", handlers.gql, name="gql")
+    r.add_route("GET", "/config/resource-slots", handlers.resource_slots, name="resource_slots")
+    r.add_route(
+        "GET",
+        "/config/resource-slots/details",
+        handlers.resource_slots_details,
+        name="resource_slots_details",
+    )
     r.add_route("GET", "/events/session", handlers.events, name="events")
     return app

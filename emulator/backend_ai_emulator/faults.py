@@ -51,6 +51,8 @@ ROUTE_NAMES = frozenset(
         "status_history",
         "gql",
         "events",
+        "resource_slots",
+        "resource_slots_details",
         "not_emulated",
     }
 )

@@ -40,6 +40,7 @@ from .errors import (
 )
 from .events import Subscription, stream_events
 from .settings import Keypair
+from .slots import resource_metadata_body, resource_slots_body
 from .state import EmulatorState
 from .store import TERMINATING
 from .validation import parse_create_body
@@ -116,6 +117,23 @@ async def root(request: web.Request) -> web.Response:
     """``GET /``: the version document, never authenticated."""
     settings = state_of(request).settings
     return web.json_response({"version": settings.api_version, "manager": settings.manager_version})
+
+
+async def resource_slots(request: web.Request) -> web.Response:
+    """``GET /config/resource-slots``: every slot name a create may use, with its unit type (any role)."""
+    return web.json_response(resource_slots_body(state_of(request).settings.known_slots))
+
+
+async def resource_slots_details(request: web.Request) -> web.Response:
+    """
+    ``GET /config/resource-slots/details[?sgroup=]``: display metadata of the known slots.
+
+    The emulator's one agent serves every known slot in every resource group, so ``sgroup`` narrows
+    nothing here (on the manager it keeps ``cpu``, ``mem`` and what the group's agents report).
+    """
+    known = state_of(request).settings.known_slots
+    served = known if "sgroup" in request.query else None
+    return web.json_response(resource_metadata_body(known, served))
 
 
 async def create(request: web.Request) -> web.Response:

@@ -18,11 +18,18 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from airflow.providers.backend.ai._sdk.spec import BatchSessionSpec
 from airflow.providers.backend.ai._session.state import Verdict
-from airflow.providers.backend.ai.exceptions import BackendAIAuthError, BackendAISessionExistsError
+from airflow.providers.backend.ai.exceptions import (
+    BackendAIAuthError,
+    BackendAIJobFailedError,
+    BackendAISessionExistsError,
+    BackendAISessionNotVisibleError,
+)
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
 
 IMAGE = "cr.backend.ai/stable/python:3.9-ubuntu20.04"
@@ -75,12 +82,11 @@ class TestHelpers:
             assert "hello" in hook.get_session_logs(created.session_id)
             hook.destroy_session(created.session_id)
             emulator.wait_for_session(created.session_id, status="TERMINATED")
-            # After termination the result is still readable, and destroying again is harmless.
+            # After termination the result is still readable, and destroying again is harmless: the
+            # manager answers "nothing to do" ({"stats": {}}), which the hook reports as already gone.
             assert hook.get_session_facts(created.session_id).result == "SUCCESS"
             assert "hello" in hook.get_session_logs(created.session_id)
-            assert (
-                hook.destroy_session(created.session_id) is True
-            )  # answered "nothing to do", as the manager does
+            assert hook.destroy_session(created.session_id) is False
 
     async def test_async_twins(self, emulator):
         hook = BackendAIHook()
@@ -111,7 +117,8 @@ class TestHelpers:
             password=emulator.other_secret_key,
         )
         other = BackendAIHook(other_id)
-        assert other.destroy_session(created.session_id) is False  # 404 for the other owner
+        with pytest.raises(BackendAISessionNotVisibleError, match="unknown, or another keypair's"):
+            other.destroy_session(created.session_id)  # 403 under RBAC: not "already gone"
         assert emulator.get_session(created.session_id).status != "TERMINATED"
         mine.destroy_session(created.session_id)
 
@@ -120,3 +127,48 @@ class TestHelpers:
         with pytest.raises(BackendAIAuthError):
             BackendAIHook(conn_id).get_session_logs("3f1c6a7e-2a63-4c56-9b8e-1d2f3a4b5c6d")
         assert emulator.request_count(route="logs") == 1
+
+
+class TestRunBatch:
+    """``run_batch``: the operator's guarantees for a hook user's own task."""
+
+    def test_success(self, emulator):
+        result = BackendAIHook().run_batch(
+            image=IMAGE,
+            command='echo "training on $DATA"; echo "accuracy 0.93"',
+            session_name="hook-run-0001",
+            environment={"DATA": "mnist"},
+            session_resources={"cpu": 1, "mem": "1g"},
+        )
+        assert result == {
+            "session_id": result["session_id"],
+            "session_name": "hook-run-0001",
+            "status": result["status"],
+            "result": "SUCCESS",
+            "status_info": "task-finished",
+            "logs": "training on mnist\naccuracy 0.93\n",
+        }
+        emulator.wait_for_session(result["session_id"], status="TERMINATED")  # destroyed (the fixture checks)
+
+    def test_failure_raises_and_destroys(self, emulator):
+        with pytest.raises(
+            BackendAIJobFailedError, match="the command exited with a non-zero code"
+        ) as caught:
+            BackendAIHook().run_batch(image=IMAGE, command="echo about to fail; exit 3")
+        assert caught.value.log_tail == "about to fail"
+        assert emulator.get_session(caught.value.session_id).status_info == "task-failed"
+
+    def test_keep_leaves_the_session(self, emulator):
+        with pytest.raises(BackendAIJobFailedError) as caught:
+            BackendAIHook().run_batch(image=IMAGE, command="exit 4", on_finish_action="destroy_on_success")
+        snapshot = emulator.get_session(caught.value.session_id)
+        assert snapshot.result == "FAILURE"
+        assert snapshot.status_info == "task-failed"  # kept: ended by its job, not destroyed by us
+
+    def test_an_unknown_slot_creates_nothing(self, emulator):
+        with pytest.raises(ValueError, match=re.escape("'cuda.devices' (did you mean 'cuda.device'?)")):
+            BackendAIHook().run_batch(
+                image=IMAGE, command="nvidia-smi", session_resources={"cuda.devices": 1}
+            )
+        assert emulator.sessions() == []
+        assert emulator.request_count(route="create") == 0

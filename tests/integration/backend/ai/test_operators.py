@@ -26,6 +26,7 @@ from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow.providers.backend.ai.exceptions import (
     BackendAIJobFailedError,
+    BackendAISessionNotVisibleError,
     BackendAIStartupTimeoutError,
     BackendAITransientError,
 )
@@ -197,9 +198,19 @@ def test_sensor_fails_on_a_failed_job(emulator, context):
         sensor.execute(context)
 
 
-def test_destroy_operator_on_a_gone_session(emulator, context):
-    op = BackendAIDestroySessionOperator(task_id="destroy", session_id="3f1c6a7e-2a63-4c56-9b8e-1d2f3a4b5c6d")
-    assert op.execute(context) is False
+def test_destroy_operator_on_an_ended_session(emulator, context):
+    result = run_batch("echo done").execute(context)  # its session is destroyed at the end
+    emulator.wait_for_session(result["session_id"], status="TERMINATED")
+    op = BackendAIDestroySessionOperator(task_id="destroy", session_id=result["session_id"])
+    assert op.execute(context) is False  # already gone
+
+
+def test_destroy_operator_on_an_unknown_session_fails(emulator, context):
+    """The manager answers an unknown id as it answers another keypair's session (403): nothing destroyed."""
+    unknown = "3f1c6a7e-2a63-4c56-9b8e-1d2f3a4b5c6d"
+    op = BackendAIDestroySessionOperator(task_id="destroy", session_id=unknown)
+    with pytest.raises(BackendAISessionNotVisibleError, match=f"destroy session {unknown} \\(HTTP 403\\)"):
+        op.execute(context)
 
 
 def test_sync_job_overhead(emulator, context):

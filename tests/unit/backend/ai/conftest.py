@@ -48,6 +48,7 @@ def hook_calls():
         mock.patch.object(BackendAIHook, "destroy_session", autospec=True) as destroy,
         mock.patch.object(BackendAIHook, "find_session", autospec=True) as find,
         mock.patch.object(BackendAIHook, "find_sessions_by_tag", autospec=True) as find_tags,
+        mock.patch.object(BackendAIHook, "known_resource_slots", autospec=True) as slots,
         mock.patch.object(BackendAIHook, "settings", new_callable=mock.PropertyMock) as settings,
     ):
         settings.return_value = BackendAIConnectionConfig(
@@ -58,6 +59,7 @@ def hook_calls():
         destroy.return_value = True
         find.side_effect = BackendAINotFoundError("find session", status=404)
         find_tags.return_value = {}
+        slots.return_value = ("cpu", "mem", "cuda.device", "cuda.shares")
         yield mock.Mock(
             get_conn=get_conn,
             create=create,
@@ -66,6 +68,7 @@ def hook_calls():
             destroy=destroy,
             find=find,
             find_tags=find_tags,
+            slots=slots,
         )
 
 

@@ -42,6 +42,7 @@ LAYERS = {
     "_watch": 3,
     "hooks": 4,
     "links": 4,
+    "_connection_form": 3,
     "_base_operator": 5,
     "_resumable": 5,
     "operators": 6,

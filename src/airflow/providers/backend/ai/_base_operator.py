@@ -126,45 +126,13 @@ class SessionOperatorBase(BaseOperator):
         self.architecture = architecture
         self.scaling_group = scaling_group
         self.startup_timeout = params.check_positive_number("startup_timeout", startup_timeout)
-        timeout = params.check_optional_positive_number("batch_timeout", batch_timeout)
-        self.batch_timeout = None if timeout is None else max(1, round(timeout))
+        self.batch_timeout = params.check_batch_timeout(batch_timeout)
         self.poll_interval = params.check_positive_number("poll_interval", poll_interval)
         self.use_event_stream = use_event_stream
         self.session_id: str | None = None
-        self._check_session_fields(only_rendered=True)
-
-    def _check_session_fields(self, *, only_rendered: bool) -> dict[str, Any]:
-        """
-        Validate the templated session fields and return them normalised.
-
-        At construction (``only_rendered``) values that still hold templates are skipped; after rendering
-        every value is checked.
-        """
-
-        def check(name: str, value: Any, checker: Any) -> Any:
-            if only_rendered and _is_unrendered(value):
-                return value
-            return checker(value)
-
-        return {
-            "image": check("image", self.image, lambda v: params.check_non_empty_string("image", v)),
-            "command": check("command", self.command, lambda v: params.check_non_empty_string("command", v)),
-            "session_name": check(
-                "session_name",
-                self.session_name,
-                lambda v: None if v is None else params.check_session_name(v),
-            ),
-            "resources": check("session_resources", self.session_resources, params.check_resources),
-            "vfolder_mounts": check(
-                "vfolder_mounts", self.vfolder_mounts, lambda v: params.check_string_list("vfolder_mounts", v)
-            ),
-            "mount_map": check(
-                "mount_map", self.mount_map, lambda v: params.check_string_mapping("mount_map", v)
-            ),
-            "environment": check(
-                "environment", self.environment, lambda v: params.check_string_mapping("environment", v)
-            ),
-        }
+        for name, check in params.TEMPLATED_FIELD_CHECKS.items():  # the rest after rendering
+            if not _is_unrendered(value := getattr(self, name)):
+                check(value)
 
     @cached_property
     def hook(self) -> BackendAIHook:
@@ -172,20 +140,19 @@ class SessionOperatorBase(BaseOperator):
 
     def session_spec(self, context: Context) -> BatchSessionSpec:
         """The session to create, from the rendered fields; raises ``ValueError`` for invalid values."""
-        fields = self._check_session_fields(only_rendered=False)
         ti = context["ti"]
         try_key = (ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1), ti.try_number)
-        name = fields["session_name"] or params.default_session_name(*try_key)
-        return BatchSessionSpec(
-            image=fields["image"],
-            command=fields["command"],
-            name=name,
+        return BatchSessionSpec.checked(
+            name=params.check_optional_session_name(self.session_name)
+            or params.default_session_name(*try_key),
             tag=params.session_tag(*try_key),
-            bootstrap_script=self.bootstrap_script or None,
-            resources=fields["resources"],
-            vfolder_mounts=fields["vfolder_mounts"],
-            mount_map=fields["mount_map"],
-            environment=fields["environment"],
+            image=self.image,
+            command=self.command,
+            bootstrap_script=self.bootstrap_script,
+            session_resources=self.session_resources,
+            vfolder_mounts=self.vfolder_mounts,
+            mount_map=self.mount_map,
+            environment=self.environment,
             cluster_size=self.cluster_size,
             cluster_mode=self.cluster_mode,
             domain_name=self.domain_name,
@@ -196,7 +163,12 @@ class SessionOperatorBase(BaseOperator):
         )
 
     def create_session(self, context: Context, spec: BatchSessionSpec) -> str:
-        """Enqueue the session and record its id at once, so that every later path can clean it up."""
+        """
+        Enqueue the session and record its id at once, so that every later path can clean it up.
+
+        :raises ValueError: ``session_resources`` names a slot the manager does not know (nothing created).
+        """
+        self.hook.check_resource_slots(spec.resources, parameter="session_resources")
         try:
             created = self.hook.create_batch_session(spec)
         except (BackendAITransientError, BackendAIUnexpectedAnswerError, BackendAISessionExistsError):

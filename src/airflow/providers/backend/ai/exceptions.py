@@ -82,6 +82,15 @@ class BackendAINotFoundError(BackendAIAPIError):
     """The session (or another object) does not exist, or no longer exists, for this keypair."""
 
 
+class BackendAISessionNotVisibleError(BackendAINotFoundError):
+    """
+    The manager will not show this session to this keypair: an unknown session id, or another keypair's.
+
+    With RBAC (Backend.AI 26) the manager answers both with 403 before it looks the session up. Reading it
+    is as good as "not found"; destroying it is not "already gone": nothing was destroyed.
+    """
+
+
 class BackendAITransientError(BackendAIAPIError):
     """A failure worth retrying: a 5xx or 429 answer, a dropped connection or a timeout."""
 

@@ -104,8 +104,7 @@ class RealCluster:
                 connection_timeout=5.0,
             )
 
-    def sessions(self, name_prefix: str) -> list[dict[str, Any]]:
-        """Every session of this keypair whose name starts with ``name_prefix``, in any status."""
+    def _session_list(self, name_prefix: str) -> dict[str, Any]:
         import warnings
 
         from ai.backend.client.func.admin import Admin
@@ -115,8 +114,18 @@ class RealCluster:
             warnings.simplefilter("ignore")
             with Session(config=self._config()):
                 data = Admin.query(SESSION_LIST_QUERY, {"filter": f'name ilike "{name_prefix}%"'})
-        items: list[dict[str, Any]] = data["compute_session_list"]["items"]
-        return [row for row in items if row["name"].startswith(name_prefix)]
+        listing: dict[str, Any] = data["compute_session_list"]
+        return listing
+
+    def sessions(self, name_prefix: str) -> list[dict[str, Any]]:
+        """Every session of this keypair whose name starts with ``name_prefix``, in any status."""
+        return [
+            row for row in self._session_list(name_prefix)["items"] if row["name"].startswith(name_prefix)
+        ]
+
+    def session_count(self) -> int:
+        """How many sessions of this keypair the manager has, in any status."""
+        return int(self._session_list("")["total_count"])
 
     def live_sessions(self, name_prefix: str) -> list[dict[str, Any]]:
         return [row for row in self.sessions(name_prefix) if row["status"] not in DEAD]

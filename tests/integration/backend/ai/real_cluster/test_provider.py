@@ -207,3 +207,28 @@ def test_connection_fails_with_a_wrong_secret(
     assert not ok
     assert "Authentication failed" in message
     assert "signature" in message.lower() or "401" in message, message
+
+
+def test_an_unknown_slot_fails_before_any_session_exists(
+    real_connection: RealCluster, make_context, name_prefix: str
+) -> None:
+    """The epic's ``cuda.devices``: refused with the manager's own slot list, nothing created on the manager."""
+    before = real_connection.session_count()
+    op = run_batch(
+        real_connection, "echo never", session_resources={"cpu": 1, "mem": "1g", "cuda.devices": 1}
+    )
+    with pytest.raises(ValueError, match=r"^Invalid session_resources slot name 'cuda.devices'") as caught:
+        op.execute(make_context())
+    message = str(caught.value)
+    assert "'cuda.device'" in message  # the spelling Backend.AI uses
+    assert f"the Backend.AI manager at {real_connection.endpoint}" in message
+    assert "Known slots: 'cpu', 'mem'" in message
+    assert real_connection.session_count() == before
+    assert real_connection.sessions(name_prefix) == []
+
+
+def test_known_slots_pass(real_connection: RealCluster, make_context) -> None:
+    result = run_batch(real_connection, "echo fits", session_resources={"cpu": 1, "mem": "1g"}).execute(
+        make_context()
+    )
+    assert result["logs"] == "fits\n"

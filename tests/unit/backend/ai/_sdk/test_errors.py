@@ -26,6 +26,7 @@ from airflow.providers.backend.ai.exceptions import (
     BackendAIAPIError,
     BackendAIAuthError,
     BackendAINotFoundError,
+    BackendAISessionNotVisibleError,
     BackendAITransientError,
 )
 
@@ -57,7 +58,7 @@ def problem(slug: str, title: str, msg: str | None = None) -> dict:
         pytest.param(
             403,
             problem("not-enough-permission", "Insufficient permission"),
-            BackendAINotFoundError,
+            BackendAISessionNotVisibleError,  # a BackendAINotFoundError: unknown, or another keypair's
             id="403-rbac",
         ),
         pytest.param(429, problem("rate-limit-exceeded", "Slow down"), BackendAITransientError, id="429"),

@@ -199,7 +199,6 @@ class TestWithEvents:
         assert w.step(Wake.EVENT, now=NOW, stream=OPEN) == ReadNow()
         # A busy manager records the result after its event: read again soon, not a poll interval later.
         assert read(w, RUNNING, stream=OPEN) == Pause(0.25, on_events=True)
-        assert w.end_pending
         assert read(w, RUNNING, stream=OPEN) == Pause(0.375, on_events=True)
 
     def test_a_lost_stream_asks_for_fast_reads_but_not_for_a_read_now(self):

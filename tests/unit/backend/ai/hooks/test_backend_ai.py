@@ -33,6 +33,7 @@ from airflow.providers.backend.ai._session.state import SessionFacts
 from airflow.providers.backend.ai.exceptions import (
     BackendAIAuthError,
     BackendAINotFoundError,
+    BackendAISessionNotVisibleError,
     BackendAITransientError,
 )
 from airflow.providers.backend.ai.hooks.backend_ai import CreatedSession
@@ -44,6 +45,11 @@ SERVER_ERROR = {
     "title": "Internal server error",
 }
 NOT_FOUND = {"type": "https://api.backend.ai/probs/object-not-found", "title": "No such session."}
+NOT_VISIBLE = {
+    "type": "https://api.backend.ai/probs/not-enough-permission",
+    "title": "Insufficient permission",
+    "error_code": "permission_access_forbidden",
+}
 
 
 @pytest.fixture
@@ -160,13 +166,24 @@ class TestHelpers:
         (ref,) = get_logs.call_args.args
         assert str(ref.id) == SID
 
-    def test_destroy_session_reports_whether_it_existed(self, hook, sync_session):
+    def test_destroy_session_reports_whether_it_ended_the_session(self, hook, sync_session):
         with mock.patch.object(ComputeSession, "destroy", autospec=True) as destroy:
             destroy.return_value = {"stats": {"status": "terminated"}}
             assert hook.destroy_session(SID, forced=True) is True
             assert destroy.call_args.kwargs == {"forced": True}
+            destroy.return_value = {"stats": {"status": "cancelled"}}  # it had not started yet
+            assert hook.destroy_session(SID) is True
+            destroy.return_value = {"stats": {}}  # the manager's "nothing to do": it had already ended
+            assert hook.destroy_session(SID) is False
             destroy.side_effect = BackendAPIError(404, "Not Found", NOT_FOUND)
             assert hook.destroy_session(SID) is False
+
+    def test_a_session_the_keypair_may_not_see_is_not_gone(self, hook, sync_session):
+        """RBAC's 403 (an unknown id, or another keypair's session) raises: nothing was destroyed."""
+        with mock.patch.object(ComputeSession, "destroy", autospec=True) as destroy:
+            destroy.side_effect = BackendAPIError(403, "Forbidden", NOT_VISIBLE)
+            with pytest.raises(BackendAISessionNotVisibleError, match="unknown, or another keypair's"):
+                hook.destroy_session(SID)
 
     def test_transient_errors_are_retried(self, hook, sync_session):
         with mock.patch.object(ComputeSession, "destroy", autospec=True) as destroy:
@@ -214,6 +231,76 @@ class TestHelpers:
 
         with mock.patch.object(ComputeSession, "destroy", autospec=True, side_effect=destroy):
             assert await hook.a_destroy_session(SID) is False
+
+
+class TestResourceSlotsAndRunBatch:
+    @pytest.fixture(autouse=True)
+    def slots(self, monkeypatch):
+        """The manager's slot list (the process-wide cache emptied for each test)."""
+        from airflow.providers.backend.ai._sdk import slots as slot_cache
+
+        monkeypatch.setattr(slot_cache, "_known", {})
+        with mock.patch("ai.backend.client.func.resource.Resource", autospec=True) as resource:
+            resource.get_resource_slots.return_value = {
+                "cpu": "count",
+                "mem": "bytes",
+                "cuda.device": "count",
+            }
+            yield resource
+
+    def test_the_slot_list_is_read_once_per_connection(self, hook, sync_session, slots):
+        assert hook.known_resource_slots() == ("cpu", "mem", "cuda.device")
+        assert hook.known_resource_slots() == ("cpu", "mem", "cuda.device")
+        slots.get_resource_slots.assert_called_once_with()
+
+    def test_an_unknown_slot_is_refused_naming_the_parameter_and_the_closest_known_one(
+        self, hook, sync_session, slots
+    ):
+        with pytest.raises(ValueError, match=r"^Invalid session_resources slot name") as caught:
+            hook.check_resource_slots({"cpu": 1, "cuda.devices": 1}, parameter="session_resources")
+        assert str(caught.value) == (
+            "Invalid session_resources slot name 'cuda.devices' (did you mean 'cuda.device'?): the Backend.AI "
+            "manager at http://127.0.0.1:8091 knows no such slot. Known slots: 'cpu', 'mem', 'cuda.device'"
+        )
+        hook.check_resource_slots({"cpu": 1, "cuda.device": 1})  # known slots pass
+
+    def test_a_manager_that_refuses_the_list_leaves_the_create_to_decide(self, hook, sync_session, slots):
+        slots.get_resource_slots.side_effect = BackendAPIError(401, "Unauthorized", AUTH_FAILED)
+        hook.check_resource_slots({"warp.drive": 1})  # no error: the manager's 400 will say it
+
+    def test_run_batch_checks_everything_before_creating(self, hook, sync_session, slots):
+        with (
+            mock.patch.object(ComputeSession, "get_or_create", autospec=True) as create,
+            mock.patch("airflow.providers.backend.ai.hooks.backend_ai.run_batch", autospec=True) as run,
+        ):
+            with pytest.raises(ValueError, match="Invalid session_resources slot name 'cuda.devices'"):
+                hook.run_batch(
+                    image="python:3.12", command="nvidia-smi", session_resources={"cuda.devices": 1}
+                )
+            with pytest.raises(ValueError, match="Invalid environment 'A=1': expected a mapping"):
+                hook.run_batch(image="python:3.12", command="env", environment="A=1")
+            with pytest.raises(TypeError, match="unexpected keyword argument 'resources'"):
+                hook.run_batch(image="python:3.12", command="env", resources={"cpu": 1})
+            run.assert_not_called()
+            create.assert_not_called()
+
+    def test_run_batch_runs_the_checked_session(self, hook, sync_session, slots):
+        with mock.patch("airflow.providers.backend.ai.hooks.backend_ai.run_batch", autospec=True) as run:
+            run.return_value = {"result": "SUCCESS"}
+            assert hook.run_batch(
+                image="python:3.12",
+                command="python train.py",
+                session_name="train-0001",
+                session_resources={"cpu": 2},
+            ) == {"result": "SUCCESS"}
+        (_, spec), kwargs = run.call_args
+        assert (spec.name, spec.image, spec.command, dict(spec.resources)) == (
+            "train-0001",
+            "python:3.12",
+            "python train.py",
+            {"cpu": 2},
+        )
+        assert kwargs["on_finish_action"] == "destroy"
 
 
 class TestTestConnection:

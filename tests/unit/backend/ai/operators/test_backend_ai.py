@@ -29,6 +29,7 @@ from airflow.providers.backend.ai._session.state import SessionFacts
 from airflow.providers.backend.ai.exceptions import (
     BackendAIException,
     BackendAIJobFailedError,
+    BackendAISessionNotVisibleError,
     BackendAIStartupTimeoutError,
     BackendAITransientError,
 )
@@ -150,6 +151,25 @@ class TestValidation:
         op = operator(session_resources={"cpu": 2, "mem": "4g", "cuda.shares": 0.5})
         assert op.session_resources == {"cpu": 2, "mem": "4g", "cuda.shares": 0.5}
         assert "session_resources" in op.template_fields
+
+    def test_a_slot_the_manager_does_not_know_is_refused_before_create(self, hook_calls, context):
+        op = operator(session_resources={"cpu": 1, "mem": "1g", "cuda.devices": 1})
+        with pytest.raises(
+            ValueError,
+            match=re.escape(
+                "Invalid session_resources slot name 'cuda.devices' (did you mean 'cuda.device'?)"
+            ),
+        ) as caught:
+            op.execute(context)
+        assert "Known slots: 'cpu', 'mem', 'cuda.device', 'cuda.shares'" in str(caught.value)
+        hook_calls.create.assert_not_called()
+
+    def test_without_the_managers_list_only_the_spelling_is_checked(self, hook_calls, context, clock):
+        """A manager that cannot be asked (old, or behind a proxy): the create goes ahead, it decides."""
+        hook_calls.slots.return_value = None
+        hook_calls.facts.return_value = SUCCEEDED
+        operator(session_resources={"warp.drive": 1}).execute(context)
+        hook_calls.create.assert_called_once()
 
     def test_defaults(self):
         op = operator()
@@ -483,6 +503,22 @@ class TestCreateAndDestroy:
         op = BackendAIDestroySessionOperator(task_id="d", session_id=SID, forced=True)
         assert op.execute(context) is expected
         hook_calls.destroy.assert_called_once_with(mock.ANY, SID, forced=True)
+
+    def test_destroy_of_a_session_this_keypair_may_not_see_fails(self, hook_calls, context):
+        """RBAC's 403 (unknown id, or another keypair's session) is not "already gone": nothing was destroyed."""
+        hook_calls.destroy.side_effect = BackendAISessionNotVisibleError(
+            f"destroy session {SID}", status=403, title="No such session for this keypair"
+        )
+        op = BackendAIDestroySessionOperator(task_id="d", session_id=SID)
+        log = mock.MagicMock()
+        with (
+            mock.patch.object(
+                BackendAIDestroySessionOperator, "log", new_callable=mock.PropertyMock, return_value=log
+            ),
+            pytest.raises(BackendAISessionNotVisibleError, match=f"destroy session {SID} \\(HTTP 403\\)"),
+        ):
+            op.execute(context)
+        assert "nothing was destroyed" in log.error.call_args.args[0]
 
     def test_destroy_needs_a_session(self, hook_calls, context):
         with pytest.raises(ValueError, match="Invalid session_id ''"):

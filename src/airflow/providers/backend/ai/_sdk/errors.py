@@ -27,6 +27,7 @@ from airflow.providers.backend.ai.exceptions import (
     BackendAIAuthError,
     BackendAIException,
     BackendAINotFoundError,
+    BackendAISessionNotVisibleError,
     BackendAITransientError,
     BackendAIUnexpectedAnswerError,
 )
@@ -111,7 +112,7 @@ def api_error(action: str, status: int, reason: str, data: Any) -> BackendAIAPIE
     kwargs: dict[str, Any] = {"status": status, "title": title, "detail": detail, "error_code": error_code}
     if status == 403 and str(data.get("type", "")).endswith("/not-enough-permission"):
         kwargs["title"] = "No such session for this keypair (unknown, or another keypair's)"
-        return BackendAINotFoundError(action, **kwargs)
+        return BackendAISessionNotVisibleError(action, **kwargs)
     if status in (401, 403) or "invalid-auth-params" in str(data.get("type", "")):
         return BackendAIAuthError(action, **kwargs)
     if status == 404:

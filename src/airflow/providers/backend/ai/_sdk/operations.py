@@ -31,12 +31,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from airflow.providers.backend.ai._sdk.client import session_ref
+from airflow.providers.backend.ai._session.slots import parse_slot_list
 from airflow.providers.backend.ai._session.state import SessionFacts
-from airflow.providers.backend.ai.exceptions import BackendAINotFoundError, BackendAISessionExistsError
+from airflow.providers.backend.ai.exceptions import (
+    BackendAINotFoundError,
+    BackendAISessionExistsError,
+    BackendAISessionNotVisibleError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from airflow.providers.backend.ai._sdk.connection import BackendAIConnectionConfig
     from airflow.providers.backend.ai._sdk.spec import BatchSessionSpec
 
 T = TypeVar("T")
@@ -64,6 +70,12 @@ class Operation(Generic[T]):
     call: Callable[[], Any]
     parse: Callable[[Any], T]
     if_gone: Callable[[], T] | None = None
+
+    def when_missing(self, error: BackendAINotFoundError) -> T:
+        """The result when the manager says the object does not exist, or ``error`` raised again."""
+        if self.if_gone is None or isinstance(error, BackendAISessionNotVisibleError):
+            raise error  # a session this keypair may not see is not gone: nothing was done to it
+        return self.if_gone()
 
 
 @dataclass(frozen=True)
@@ -156,12 +168,31 @@ def read_logs(session_id: str) -> Operation[str]:
 
 
 def destroy(session_id: str, forced: bool) -> Operation[bool]:
+    """
+    Destroy a session: True when the manager ended it, False when there was nothing to end.
+
+    The manager answers ``{"stats": {"status": "terminated"}}`` (or ``cancelled``) for a session it ends, and
+    ``{"stats": {}}`` for the caller's own session that had already ended; a name no live session has is
+    a 404. A session the keypair may not see (unknown UUID, another keypair's) is a 403, raised as
+    :class:`~airflow.providers.backend.ai.exceptions.BackendAISessionNotVisibleError`: never "gone".
+    """
     return Operation(
         f"destroy session {session_id}",
         lambda: session_ref(session_id).destroy(forced=forced),
-        lambda answer: True,
+        lambda answer: bool(((answer or {}).get("stats") or {}).get("status")),
         if_gone=lambda: False,
     )
+
+
+def resource_slots() -> Operation[tuple[str, ...]]:
+    """The resource slot names the manager knows (``GET /config/resource-slots``), in its order."""
+
+    def call() -> Any:
+        from ai.backend.client.func.resource import Resource
+
+        return Resource.get_resource_slots()
+
+    return Operation("list the resource slots the manager knows", call, parse_slot_list)
 
 
 def hello() -> Operation[dict[str, Any]]:
@@ -173,6 +204,14 @@ def hello() -> Operation[dict[str, Any]]:
         return ComputeSession.hello()
 
     return Operation("reach the manager", call, dict)
+
+
+def connected_message(settings: BackendAIConnectionConfig, info: dict[str, Any]) -> str:
+    """What a successful connection test says, from the manager's greeting (:func:`hello`)."""
+    return (
+        f"Connected to Backend.AI manager {info.get('manager', 'unknown')} at {settings.endpoint} "
+        f"(API {info.get('version', 'unknown')}); access key {settings.access_key} accepted."
+    )
 
 
 def authenticated_probe() -> Operation[Any]:

@@ -22,6 +22,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from airflow.providers.backend.ai._session import params
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class BatchSessionSpec:
     """
-    A batch session to create; the operators validate the values before building one.
+    A batch session to create; :meth:`checked` builds one from the operators' parameters, checked.
 
     :param image: container image reference.
     :param command: the batch job, run by the session as its startup command.
@@ -56,6 +58,52 @@ class BatchSessionSpec:
     architecture: str | None = None
     scaling_group: str | None = None
     tag: str = field(default_factory=lambda: f"airflow-{uuid.uuid4().hex}", compare=False)
+
+    @classmethod
+    def checked(
+        cls,
+        *,
+        name: str,
+        image: Any,
+        command: Any,
+        tag: str | None = None,
+        bootstrap_script: str | None = None,
+        session_resources: Any = None,
+        vfolder_mounts: Any = None,
+        mount_map: Any = None,
+        environment: Any = None,
+        cluster_size: Any = 1,
+        cluster_mode: Any = "single-node",
+        domain_name: str | None = None,
+        group_name: str | None = None,
+        batch_timeout: Any = None,
+        architecture: str | None = None,
+        scaling_group: str | None = None,
+    ) -> BatchSessionSpec:
+        """
+        The session the operators' parameters (under their names) describe, each value checked first.
+
+        :raises ValueError: a value is invalid; the message names the parameter and what it accepts.
+        """
+        check = params.TEMPLATED_FIELD_CHECKS
+        return cls(
+            image=check["image"](image),
+            command=check["command"](command),
+            name=params.check_session_name(name),
+            bootstrap_script=bootstrap_script or None,
+            resources=check["session_resources"](session_resources),
+            vfolder_mounts=check["vfolder_mounts"](vfolder_mounts),
+            mount_map=check["mount_map"](mount_map),
+            environment=check["environment"](environment),
+            cluster_size=params.check_cluster_size(cluster_size),
+            cluster_mode=params.check_choice("cluster_mode", cluster_mode, params.CLUSTER_MODES),
+            domain_name=domain_name,
+            group_name=group_name,
+            batch_timeout=params.check_batch_timeout(batch_timeout),
+            architecture=architecture,
+            scaling_group=scaling_group,
+            **({"tag": tag} if tag is not None else {}),
+        )
 
     def to_sdk_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``ComputeSession.get_or_create``: enqueue only, never block on start."""

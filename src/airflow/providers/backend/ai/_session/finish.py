@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 #: How many trailing log lines a failure message quotes.
 LOG_TAIL_LINES = 20
+#: Characters of the log kept in the XCom value by default (its end: where errors are).
+DEFAULT_XCOM_LOG_LIMIT = 10_000
 
 
 class FinishAction(enum.StrEnum):

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 CLUSTER_MODES = ("single-node", "multi-node")
@@ -145,6 +146,29 @@ def check_string_list(parameter: str, value: Any) -> tuple[str, ...]:
     if isinstance(value, str) or not all(isinstance(item, str) and item for item in value):
         raise ValueError(f"Invalid {parameter} {value!r}: expected a list of non-empty strings")
     return tuple(value)
+
+
+def check_optional_session_name(value: Any) -> str | None:
+    return None if value is None else check_session_name(value)
+
+
+def check_batch_timeout(value: Any) -> int | None:
+    """Seconds the job may run, rounded to whole seconds (the manager's unit), or None."""
+    timeout = check_optional_positive_number("batch_timeout", value)
+    return None if timeout is None else max(1, round(timeout))
+
+
+#: The operators' templated session fields and their checks. The operators run them when the Dag is parsed
+#: (on values without templates) and again after rendering; the hook's ``run_batch`` runs the same.
+TEMPLATED_FIELD_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "image": partial(check_non_empty_string, "image"),
+    "command": partial(check_non_empty_string, "command"),
+    "session_name": check_optional_session_name,
+    "session_resources": check_resources,
+    "vfolder_mounts": partial(check_string_list, "vfolder_mounts"),
+    "mount_map": partial(check_string_mapping, "mount_map"),
+    "environment": partial(check_string_mapping, "environment"),
+}
 
 
 def default_session_name(dag_id: str, task_id: str, run_id: str, map_index: int, try_number: int) -> str:

@@ -25,7 +25,7 @@ job seconds late. A session that ends without a result (destroyed, cancelled, er
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 #: Statuses after which a session never changes again.
@@ -93,19 +93,6 @@ class SessionFacts:
     def has_started(self) -> bool:
         """Whether the job got past scheduling and preparation (or ended, which also counts)."""
         return self.status not in NOT_STARTED_STATUSES or self.verdict is not Verdict.RUNNING
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SessionFacts:
-        return cls(
-            session_id=str(data["session_id"]),
-            status=str(data["status"]),
-            result=str(data.get("result") or "UNDEFINED"),
-            status_info=data.get("status_info"),
-            name=data.get("name"),
-        )
 
     @classmethod
     def from_graphql(cls, session_id: str, node: dict[str, Any]) -> SessionFacts:

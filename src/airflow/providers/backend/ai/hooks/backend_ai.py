@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -46,7 +47,12 @@ from airflow.providers.backend.ai._sdk.connection import BackendAIConnectionConf
 from airflow.providers.backend.ai._sdk.errors import translate_errors, unreadable_answers
 from airflow.providers.backend.ai._sdk.http_pool import shared_client_session
 from airflow.providers.backend.ai._sdk.operations import CreatedSession
+from airflow.providers.backend.ai._sdk.slots import known_slots
+from airflow.providers.backend.ai._sdk.spec import BatchSessionSpec
 from airflow.providers.backend.ai._sdk.tag_search import TagSearch
+from airflow.providers.backend.ai._session.finish import DEFAULT_XCOM_LOG_LIMIT
+from airflow.providers.backend.ai._session.slots import check_slots_known
+from airflow.providers.backend.ai._watch.batch import run_batch
 from airflow.providers.backend.ai.exceptions import (
     BackendAIAPIError,
     BackendAIAuthError,
@@ -56,18 +62,17 @@ from airflow.providers.backend.ai.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Collection, Iterator
+    from collections.abc import AsyncIterator, Collection, Iterator, Mapping
 
     from ai.backend.client.config import APIConfig
     from ai.backend.client.session import AsyncSession, Session
 
     from airflow.providers.backend.ai._sdk.operations import Operation
-    from airflow.providers.backend.ai._sdk.spec import BatchSessionSpec
     from airflow.providers.backend.ai._session.state import SessionFacts
 
 T = TypeVar("T")
 
-__all__ = ["BackendAIHook", "CreatedSession"]
+__all__ = ["BackendAIHook", "BatchSessionSpec", "CreatedSession"]
 
 
 class BackendAIHook(BaseHook):
@@ -145,9 +150,11 @@ class BackendAIHook(BaseHook):
     @contextmanager
     def get_conn(self) -> Iterator[Session]:
         """
-        Open a sync SDK ``Session``, and always close it in this thread.
+        The configured SDK ``Session``, as a context manager: ``with hook.get_conn() as session: ...``.
 
-        The ``Session`` runs a non-daemon worker thread; one left open keeps the task process alive.
+        The SDK's ``Session`` runs a non-daemon thread that must be closed in the thread that opened it (one
+        left open keeps the task process alive), so it is handed out only inside a ``with`` block. The hook's
+        helpers called in the block share it: one version negotiation instead of one per call.
         """
         session = new_session(self.settings)
         previous = (self._sync_session, self._sync_session_thread)
@@ -232,10 +239,8 @@ class BackendAIHook(BaseHook):
                     unreadable_answers(operation.action),
                 ):
                     return operation.parse(operation.call())
-        except BackendAINotFoundError:
-            if operation.if_gone is None:
-                raise
-            return operation.if_gone()
+        except BackendAINotFoundError as missing:
+            return operation.when_missing(missing)
         raise AssertionError("unreachable: tenacity either returns or reraises")
 
     async def _a_run(self, operation: Operation[T]) -> T:
@@ -245,10 +250,8 @@ class BackendAIHook(BaseHook):
                     async with self._current_async_session():
                         with translate_errors(operation.action), unreadable_answers(operation.action):
                             return operation.parse(await operation.call())
-        except BackendAINotFoundError:
-            if operation.if_gone is None:
-                raise
-            return operation.if_gone()
+        except BackendAINotFoundError as missing:
+            return operation.when_missing(missing)
         raise AssertionError("unreachable: tenacity either returns or reraises")
 
     # -- helpers (sync and async twins of one operation each) -----------------------------------------
@@ -331,6 +334,80 @@ class BackendAIHook(BaseHook):
         """Async twin of :meth:`destroy_session`."""
         return await self._a_run(operations.destroy(session_id, forced))
 
+    # -- resource slots and whole batch jobs ----------------------------------------------------------
+
+    def known_resource_slots(self) -> tuple[str, ...] | None:
+        """
+        The resource slot names the manager knows (``GET /config/resource-slots``); None if it cannot say.
+
+        Read once per connection and process, and again after ``SLOT_LIST_TTL`` (10 minutes).
+        """
+        return known_slots(self.settings, lambda: self._run(operations.resource_slots()), self.log.warning)
+
+    def check_resource_slots(self, resources: Mapping[str, Any], *, parameter: str = "resources") -> None:
+        """
+        Refuse slot names the manager does not know, before a session is created.
+
+        :raises ValueError: naming ``parameter``, the unknown slots with the closest known name, and the
+            slots the manager knows.
+        """
+        known = self.known_resource_slots() if resources else None
+        if known is not None:
+            where = f"the Backend.AI manager at {self.settings.endpoint}"
+            check_slots_known(resources, known, where=where, parameter=parameter)
+
+    def run_batch(
+        self,
+        *,
+        image: str,
+        command: str,
+        session_name: str | None = None,
+        startup_timeout: float = 600,
+        poll_interval: float = 15,
+        use_event_stream: bool = True,
+        on_finish_action: str = "destroy",
+        xcom_log_limit: int = DEFAULT_XCOM_LOG_LIMIT,
+        **session: Any,
+    ) -> dict[str, Any]:
+        """
+        Run ``command`` in a batch session and return what ``BackendAIRunBatchOperator`` pushes to XCom.
+
+        For your own ``@task`` or ``PythonOperator``: create, wait, log, teardown in one call, with the
+        operator's checks, errors and ``on_finish_action``; the log goes into the task log at the end.
+        ``session`` takes the operator's other session parameters under their names (``session_resources``,
+        ``environment``, ``vfolder_mounts``, ``bootstrap_script``, ``batch_timeout``, ...). The session is
+        named ``airflow-run-batch-<random>`` unless ``session_name`` is given.
+
+        :param image: Container image of the session.
+        :param command: Shell command the batch session runs: the job.
+        :param session_name: Session name (4-64 characters of letters, digits, ``_.-``).
+        :param startup_timeout: Seconds the session may take to start running.
+        :param poll_interval: Longest pause between two status reads, in seconds.
+        :param use_event_stream: Learn of the job's end from the manager's event stream.
+        :param on_finish_action: ``destroy``, ``keep`` or ``destroy_on_success``, as the operator's.
+        :param xcom_log_limit: Characters of the log kept in the returned value (its end).
+        :raises ValueError: a parameter is invalid (before any session exists).
+        :raises BackendAIJobFailedError: the job did not succeed, or did not start within ``startup_timeout``.
+        """
+        spec = BatchSessionSpec.checked(
+            name=session_name or f"airflow-run-batch-{uuid.uuid4().hex[:12]}",
+            image=image,
+            command=command,
+            **session,
+        )
+        with self.get_conn():
+            self.check_resource_slots(spec.resources, parameter="session_resources")
+            return run_batch(
+                self,
+                spec,
+                startup_timeout=startup_timeout,
+                poll_interval=poll_interval,
+                use_event_stream=use_event_stream,
+                on_finish_action=on_finish_action,
+                xcom_log_limit=xcom_log_limit,
+                log=self.log,
+            )
+
     # -- connection test and UI form ------------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
@@ -350,50 +427,24 @@ class BackendAIHook(BaseHook):
             return False, f"Authentication failed: {exc}"
         except BackendAIAPIError as exc:
             if exc.status == 400 and (exc.error_code or exc.title or "").lower().startswith("graphql"):
-                return True, _connected_message(settings, info)
+                return True, operations.connected_message(settings, info)
             return False, str(exc)
         except BackendAIException as exc:
             return False, str(exc)
         except Exception as exc:
             return False, f"{type(exc).__name__}: {exc}"
-        return True, _connected_message(settings, info)
+        return True, operations.connected_message(settings, info)
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """Form layout for Airflow < 3.2 (3.2+ reads ``ui-field-behaviour`` from the provider info)."""
-        behaviour = _connection_type_info()["ui-field-behaviour"]
-        return {key.replace("-", "_"): value for key, value in behaviour.items()}
+        from airflow.providers.backend.ai._connection_form import ui_field_behaviour
+
+        return ui_field_behaviour()
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
         """Extra form fields for Airflow < 3.2 (3.2+ reads ``conn-fields`` from the provider info)."""
-        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
-        from flask_babel import lazy_gettext
-        from wtforms import BooleanField, StringField
+        from airflow.providers.backend.ai._connection_form import form_widgets
 
-        widgets: dict[str, Any] = {}
-        for name, spec in _connection_type_info()["conn-fields"].items():
-            label, schema = lazy_gettext(spec["label"]), spec["schema"]
-            types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-            common = {"default": schema.get("default"), "description": spec.get("description", "")}
-            if "boolean" in types:
-                widgets[name] = BooleanField(label, **common)
-            else:  # numbers too: Airflow 2 accepts only these field classes; the hook parses the text
-                widgets[name] = StringField(label, widget=BS3TextFieldWidget(), **common)
-        return widgets
-
-
-def _connected_message(settings: BackendAIConnectionConfig, info: dict[str, Any]) -> str:
-    return (
-        f"Connected to Backend.AI manager {info.get('manager', 'unknown')} at {settings.endpoint} "
-        f"(API {info.get('version', 'unknown')}); access key {settings.access_key} accepted."
-    )
-
-
-def _connection_type_info() -> dict[str, Any]:
-    from airflow.providers.backend.ai.get_provider_info import get_provider_info
-
-    (info,) = (
-        item for item in get_provider_info()["connection-types"] if item["connection-type"] == "backend_ai"
-    )
-    return info
+        return form_widgets()

@@ -28,12 +28,16 @@ from airflow.providers.backend.ai._base_operator import SessionOperatorBase
 from airflow.providers.backend.ai._resumable import ResumableBatchMixin
 from airflow.providers.backend.ai._session import params
 from airflow.providers.backend.ai._session.events import EventKind, TriggerOutcome
-from airflow.providers.backend.ai._session.finish import FinishAction, finish_batch
+from airflow.providers.backend.ai._session.finish import DEFAULT_XCOM_LOG_LIMIT, FinishAction, finish_batch
 from airflow.providers.backend.ai._session.state import Verdict
 from airflow.providers.backend.ai._watch.end import FinalLog, final_log, tear_down
 from airflow.providers.backend.ai._watch.log_follower import LogFollower, task_log_writer
 from airflow.providers.backend.ai._watch.loop import wait_for_session
-from airflow.providers.backend.ai.exceptions import BackendAIException, BackendAIStartupTimeoutError
+from airflow.providers.backend.ai.exceptions import (
+    BackendAIException,
+    BackendAISessionNotVisibleError,
+    BackendAIStartupTimeoutError,
+)
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
 from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS
 
@@ -44,7 +48,6 @@ if TYPE_CHECKING:
 
     from airflow.providers.backend.ai._session.state import SessionFacts
 
-DEFAULT_XCOM_LOG_LIMIT = 10_000
 #: Extra seconds a deferred run may take beyond startup_timeout + batch_timeout (the manager's own lag).
 DEFERRAL_GRACE = 60
 
@@ -314,6 +317,11 @@ class BackendAIDestroySessionOperator(BaseOperator):
     """
     Destroy a Backend.AI session; succeed if it is already gone. Suited to ``trigger_rule="all_done"`` cleanup.
 
+    "Already gone" means the manager no longer has it live: a name no live session has (404), or this
+    keypair's session that had ended. A session id the manager will not show to this keypair (unknown, or
+    another keypair's: a 403 under Backend.AI's RBAC) fails the task with
+    :class:`~airflow.providers.backend.ai.exceptions.BackendAISessionNotVisibleError`: nothing was destroyed.
+
     .. seealso::
         :ref:`howto/operator:BackendAIDestroySessionOperator`
 
@@ -340,8 +348,17 @@ class BackendAIDestroySessionOperator(BaseOperator):
     def execute(self, context: Context) -> bool:
         session = params.check_non_empty_string("session_id", self.session_id)
         hook = BackendAIHook(backend_ai_conn_id=self.backend_ai_conn_id)
-        if hook.destroy_session(session, forced=self.forced):
+        try:
+            destroyed = hook.destroy_session(session, forced=self.forced)
+        except BackendAISessionNotVisibleError:
+            self.log.error(
+                "The manager does not show Backend.AI session %s to this connection's keypair (the id is "
+                "unknown, or the session is another keypair's): nothing was destroyed",
+                session,
+            )
+            raise
+        if destroyed:
             self.log.info("Destroyed Backend.AI session %s", session)
-            return True
-        self.log.info("Backend.AI session %s was already gone; nothing to destroy", session)
-        return False
+        else:
+            self.log.info("Backend.AI session %s had already ended; nothing to destroy", session)
+        return destroyed
