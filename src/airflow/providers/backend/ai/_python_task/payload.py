@@ -144,7 +144,7 @@ def _encode(data: bytes) -> str:
 def _serializer_module(serializer: str) -> Any:
     if serializer == "cloudpickle":
         try:
-            import cloudpickle  # type: ignore[import-not-found,unused-ignore]
+            import cloudpickle  # type: ignore[import-untyped,import-not-found,unused-ignore]
         except ImportError as exc:
             raise BackendAIPythonTaskInputError(
                 "serializer='cloudpickle' needs the cloudpickle package on the Airflow worker "
