@@ -36,11 +36,12 @@ from unittest import mock
 
 import pytest
 from airflow.providers.common.compat.sdk import TaskDeferred
+from unit.backend.ai._python_task.blobs import blob as make_blob
+from unit.backend.ai._python_task.blobs import job_size, largest_fitting_blob
 
 from airflow.providers.backend.ai._python_task.framing import MARKER
 from airflow.providers.backend.ai._python_task.payload import (
     MAX_COMMAND_BYTES,
-    build_command,
     function_source,
 )
 from airflow.providers.backend.ai.decorators.backend_ai import _BackendAIDecoratedOperator
@@ -261,25 +262,11 @@ def test_an_input_over_the_limit_is_refused_before_any_session(emulator, context
 
 def test_an_input_just_under_the_limit_runs(emulator, context):
     """The largest incompressible input that fits runs: its command is within 16 bytes of the limit."""
-    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-
-    def size(chars: int) -> int:
-        blob = "".join(random.Random(5).choices(alphabet, k=chars))
-        return build_command(function_name="measures", source=function_source(measures), op_args=[blob]).size
-
-    low, high = 50_000, 200_000
-    while high - low > 1:
-        middle = (low + high) // 2
-        try:
-            size(middle)
-        except BackendAIPythonTaskInputError:
-            high = middle
-        else:
-            low = middle
-    assert MAX_COMMAND_BYTES - 16 < size(low) <= MAX_COMMAND_BYTES
-    blob = "".join(random.Random(5).choices(alphabet, k=low))
+    fits = largest_fitting_blob("measures", function_source(measures))
+    assert MAX_COMMAND_BYTES - 16 < job_size("measures", function_source(measures), fits) <= MAX_COMMAND_BYTES
+    blob = make_blob(fits)
     value, _ = run(context, measures, blob)
-    assert value == [low, hashlib.sha256(blob.encode()).hexdigest()]
+    assert value == [fits, hashlib.sha256(blob.encode()).hexdigest()]
 
 
 # -- the operator's paths ------------------------------------------------------------------------------

@@ -24,22 +24,20 @@ between tasks, the exception and sessions per task are the system test's part (t
 from __future__ import annotations
 
 import hashlib
-import random
 from typing import Any, NoReturn
+
+from unit.backend.ai._python_task.blobs import blob as make_blob
+from unit.backend.ai._python_task.blobs import job_size, largest_fitting_blob
 
 from airflow.providers.backend.ai._python_task.payload import (
     MAX_COMMAND_BYTES,
-    build_command,
     function_source,
 )
 from airflow.providers.backend.ai._python_task.result import return_value
 from airflow.providers.backend.ai.decorators.backend_ai import _BackendAIDecoratedOperator
-from airflow.providers.backend.ai.exceptions import BackendAIPythonTaskInputError
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
 
 from .conftest import DEAD, RealCluster
-
-ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 
 def run(cluster: RealCluster, context: dict[str, Any], function: Any, *args: Any) -> tuple[Any, str]:
@@ -86,23 +84,11 @@ def test_a_1_mb_value(real_connection: RealCluster, make_context) -> None:
 
 
 def test_an_input_just_under_the_limit(real_connection: RealCluster, make_context) -> None:
-    def size(chars: int) -> int:
-        blob = "".join(random.Random(5).choices(ALPHABET, k=chars))
-        return build_command(function_name="measures", source=function_source(measures), op_args=[blob]).size
-
-    low, high = 50_000, 200_000
-    while high - low > 1:
-        middle = (low + high) // 2
-        try:
-            size(middle)
-        except BackendAIPythonTaskInputError:
-            high = middle
-        else:
-            low = middle
-    assert MAX_COMMAND_BYTES - 16 < size(low) <= MAX_COMMAND_BYTES
-    blob = "".join(random.Random(5).choices(ALPHABET, k=low))
+    fits = largest_fitting_blob("measures", function_source(measures))
+    assert MAX_COMMAND_BYTES - 16 < job_size("measures", function_source(measures), fits) <= MAX_COMMAND_BYTES
+    blob = make_blob(fits)
     value, _ = run(real_connection, make_context(), measures, blob)
-    assert value == [low, hashlib.sha256(blob.encode()).hexdigest()]
+    assert value == [fits, hashlib.sha256(blob.encode()).hexdigest()]
 
 
 def test_binary_output_keeps_the_log_readable(

@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import datetime
 import json
-import random
 import re
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from airflow.providers.backend.ai._python_task.payload import (
     check_serializer,
 )
 from airflow.providers.backend.ai.exceptions import BackendAIPythonTaskInputError
+from unit.backend.ai._python_task.blobs import job_size, largest_fitting_blob
 
 SOURCE = "def train(epochs, lr=0.1):\n    return {'epochs': epochs, 'lr': lr}\n"
 
@@ -157,31 +157,17 @@ def test_cloudpickle_carries_what_json_cannot() -> None:
 
 
 def test_a_job_just_under_the_limit_is_built_and_one_byte_more_is_refused() -> None:
-    base = build_command(function_name="train", source=SOURCE, op_kwargs={"blob": ""}).size
-
-    def size_with(chars: int) -> int:
-        blob = random.Random(3).choices("abcdefghijklmnopqrstuvwxyz0123456789", k=chars)
-        return build_command(function_name="train", source=SOURCE, op_kwargs={"blob": "".join(blob)}).size
-
-    # Find the largest incompressible blob that fits (sizes move in steps of the base64 quantum).
-    low, high = 0, 200_000
-    while high - low > 1:
-        middle = (low + high) // 2
-        try:
-            size_with(middle)
-        except BackendAIPythonTaskInputError:
-            high = middle
-        else:
-            low = middle
-    assert base < size_with(low) <= MAX_COMMAND_BYTES
-    assert MAX_COMMAND_BYTES - size_with(low) < 16
+    base = build_command(function_name="train", source=SOURCE, op_args=[""]).size
+    fits = largest_fitting_blob("train", SOURCE, seed=3)
+    assert base < job_size("train", SOURCE, fits, seed=3) <= MAX_COMMAND_BYTES
+    assert MAX_COMMAND_BYTES - job_size("train", SOURCE, fits, seed=3) < 16
     with pytest.raises(BackendAIPythonTaskInputError) as err:
-        size_with(high)
+        job_size("train", SOURCE, fits + 1, seed=3)
     message = str(err.value)
     assert "over the limit of 131,071 bytes" in message
     assert "MAX_ARG_STRLEN" in message
     assert re.search(
-        r"Largest inputs, compressed and base64-encoded: op_kwargs\['blob'\] about [\d,]+ bytes", message
+        r"Largest inputs, compressed and base64-encoded: op_args\[0\] about [\d,]+ bytes", message
     )
     assert "vfolder_mounts" in message
 
