@@ -41,17 +41,27 @@ def release(path: str) -> float:
 
 
 def processes_waiting_on(path: str) -> int:
-    """Processes whose command line names ``path`` (the jobs blocked reading the FIFO)."""
+    """
+    Processes blocked opening the FIFO at ``path``: their command line names it and the kernel has them
+    asleep in the FIFO's open (``wchan`` ``wait_for_partner``), so a release now lets every one of them go.
+
+    A process whose command line names the path may not have reached its ``open`` yet: counting those would
+    release before them (a running process's ``wchan`` reads "0").
+    """
     count, needle = 0, path.encode()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if needle in f.read():
-                    count += 1
+                if needle not in f.read():
+                    continue
+            with open(f"/proc/{entry}/wchan") as f:
+                wchan = f.read().strip()
         except OSError:
             continue
+        if wchan == "wait_for_partner":
+            count += 1
     return count
 
 

@@ -272,12 +272,12 @@ def run(section: Section, *, quick: bool) -> None:
     # events
     events = m["events"]
     statuses = Counter(status for _, status in events.values())
-    ok_events = len(events) == n and statuses.get("success") == n and not m["pending"]
+    ok_events = len(events) == n and statuses.get("SUCCESS") == n and not m["pending"]
     section.check(
-        "events yielded (all `success`)",
+        "events yielded (all for a job that ended with `SUCCESS`)",
         f"{len(events)} of {n} ({', '.join(f'{k} {v}' for k, v in statuses.items())}; "
         f"{m['pending']} still pending, {m['error_count']} errors)",
-        f"{n} success",
+        f"{n} SUCCESS",
         ok_events,
     )
     job_ends = {sid: sessions[sid].job_end for sid in events if sid in sessions and sessions[sid].job_end}

@@ -157,7 +157,11 @@ async def _triggerer(triggers: list[Any], fifo: str, warmup: float, window: floa
 
     async def watch(trigger: Any) -> None:
         event, at = await first_event(trigger)
-        events[trigger.session_id] = (at, str(event.payload.get("status")))
+        payload = event.payload  # an ended job's outcome is its result; else why the trigger stopped
+        events[trigger.session_id] = (
+            at,
+            str(payload["result"] if payload["status"] == "ended" else payload["status"]),
+        )
 
     helpers = [asyncio.ensure_future(ticker()), asyncio.ensure_future(sampler())]
     await asyncio.sleep(0.5)  # idle lag and memory samples before the triggers start

@@ -119,7 +119,6 @@ def scale_run(
             waiting = gate.wait_blocked(sizes.scale, timeout=600)
             if waiting < sizes.scale:
                 run.error = f"only {waiting} of {sizes.scale} jobs reached the release gate in time"
-            time.sleep(1.0)  # the last ones into their open()
             run.released = gate.release()
         else:
             run.released = run.began

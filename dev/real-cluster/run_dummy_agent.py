@@ -119,20 +119,27 @@ async def _run(command: str, kernel: AbstractKernel, job: _Job) -> int:
     scratch = tempfile.mkdtemp(prefix="e2e-dummy-job-")
     os.chown(scratch, user.pw_uid, user.pw_gid)
     try:
-        proc = await asyncio.create_subprocess_exec(
-            "bash",
-            "-c",
-            command,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            cwd=scratch,
-            env=_job_env(kernel, scratch),
-            user=user.pw_uid,
-            group=user.pw_gid,
-            extra_groups=[],
-            start_new_session=True,
-        )
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                "bash",
+                "-c",
+                command,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                cwd=scratch,
+                env=_job_env(kernel, scratch),
+                user=user.pw_uid,
+                group=user.pw_gid,
+                extra_groups=[],
+                start_new_session=True,
+            )
+        except OSError as exc:
+            # E2BIG for a command or an environment string over 131,071 bytes. A kernel runner
+            # (ai.backend.kernel BaseRunner.run_subproc) logs the error and reports exit code -1: the job
+            # fails (task-failed) instead of hanging RUNNING, as an uncaught error here would.
+            job.output += f"run_dummy_agent: the command could not be started: {exc}\n".encode()
+            return -1
         job.pgid = proc.pid
         assert proc.stdout is not None
         try:

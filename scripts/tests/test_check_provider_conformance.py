@@ -15,8 +15,8 @@
 # specific language governing permissions and limitations
 # under the License.
 """
-Teeth for scripts/check_provider_conformance.py: for every rule, a copy of this repository passes the rule,
-and the same copy with exactly that rule broken fails it.
+Teeth for scripts/check_provider_conformance.py (the package scripts/provider_conformance): for every rule,
+a copy of this repository passes the rule, and the same copy with exactly that rule broken fails it.
 
 The repository itself passes every rule (``dev/test.sh`` runs the script blocking).
 """
@@ -48,11 +48,14 @@ if int(version("apache-airflow").split(".")[0]) < 3:
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "check_provider_conformance.py"
-_spec = importlib.util.spec_from_file_location("check_provider_conformance", SCRIPT)
+# The rules live in the package scripts/provider_conformance (the script above is its command line).
+_spec = importlib.util.spec_from_file_location(
+    "provider_conformance", REPO / "scripts" / "provider_conformance" / "__init__.py"
+)
 assert _spec is not None
 assert _spec.loader is not None
 conformance = importlib.util.module_from_spec(_spec)
-sys.modules["check_provider_conformance"] = conformance
+sys.modules["provider_conformance"] = conformance
 _spec.loader.exec_module(conformance)
 
 PACKAGE = Path("src/airflow/providers/backend/ai")

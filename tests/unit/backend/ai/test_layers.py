@@ -38,6 +38,7 @@ LAYERS = {
     "_session": 1,
     "exceptions": 1,  # pure too: the failures carry the session's facts
     "retry_policy": 1,  # public, but pure: it reads the failures only
+    "_python_task": 1,  # pure: the in-session runner, the command it travels in, the frame it answers with
     "_sdk": 2,
     "_watch": 3,
     "hooks": 4,
@@ -48,6 +49,7 @@ LAYERS = {
     "operators": 6,
     "sensors": 6,
     "triggers": 6,
+    "decorators": 7,  # @task.backend_ai builds on the run-batch operator
 }
 #: Imports that go up on purpose: the operators and the sensor defer to the trigger at run time.
 DEFERRAL = {("operators", "triggers"), ("sensors", "triggers")}

@@ -172,6 +172,60 @@ class BackendAIPreemptedError(BackendAIJobFailedError):
         )
 
 
+class BackendAIPythonTaskInputError(BackendAIException, ValueError):
+    """
+    ``@task.backend_ai``: the function's arguments cannot be sent (not serializable, or the job is too large).
+
+    Raised before any session is created.
+    """
+
+
+class BackendAIPythonTaskError(BackendAIJobFailedError):
+    """
+    ``@task.backend_ai``: the function raised, its return value could not be serialized, or its
+    ``requirements`` failed to install. The message starts with ``<type>: <message>``; the traceback is in
+    the task log and in ``log_tail``.
+
+    :param function_name: the decorated function's name.
+    :param error_type: the exception's type as the session named it, e.g. ``ValueError`` or ``numpy.AxisError``.
+    :param error_message: ``str()`` of the exception.
+    :param stage: where it happened: ``call`` (the function raised), ``serialize`` (its return value),
+        ``requirements``, ``load`` (the arguments), ``compile`` (the source), or ``runner``.
+    """
+
+    _WHERE = {
+        "call": "{}() raised",
+        "serialize": "the return value of {}() could not be sent back",
+        "requirements": "the requirements could not be installed",
+        "load": "the arguments of {}() could not be loaded in the session",
+        "compile": "the source of {}() could not be compiled in the session",
+    }
+
+    def __init__(
+        self,
+        *,
+        function_name: str,
+        error_type: str,
+        error_message: str,
+        stage: str,
+        session_id: str | None,
+        facts: SessionFacts | None = None,
+        log_tail: str = "",
+    ) -> None:
+        self.function_name = function_name
+        self.error_type = error_type
+        self.error_message = error_message
+        self.stage = stage
+        where = self._WHERE.get(stage, "the task runner failed").format(function_name)
+        super().__init__(
+            f"{error_type}: {error_message}\n({where} in Backend.AI session {session_id}; "
+            "the traceback, if any, is in the task log)",
+            session_id=session_id,
+            facts=facts,
+            log_tail=log_tail,
+        )
+
+
 class BackendAIManagerVersionError(BackendAIException):
     """
     The manager is too old for a parameter the task sets; raised before any session exists.
@@ -190,3 +244,16 @@ class BackendAIManagerVersionError(BackendAIException):
             f"{needed[0]}.{needed[1]} or later; this manager is {manager_version}. Remove {names} from the "
             "task, or run it on a newer manager."
         )
+
+
+class BackendAIPythonTaskResultError(BackendAIException):
+    """
+    ``@task.backend_ai``: the job ended, but there is no return value to push: its log holds no intact
+    result frame, could not be read, or the value cannot be loaded or pushed.
+    """
+
+    def __init__(self, message: str, *, session_id: str | None, problems: tuple[str, ...] = ()) -> None:
+        self.session_id = session_id
+        self.problems = problems
+        details = "".join(f"\n- {problem}" for problem in problems)
+        super().__init__(f"{message} (Backend.AI session {session_id}){details}")

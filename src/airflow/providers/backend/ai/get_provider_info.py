@@ -59,6 +59,12 @@ def get_provider_info():
                 "python-modules": ["airflow.providers.backend.ai.triggers.backend_ai"],
             }
         ],
+        "task-decorators": [
+            {
+                "class-name": "airflow.providers.backend.ai.decorators.backend_ai.backend_ai_task",
+                "name": "backend_ai",
+            }
+        ],
         "extra-links": ["airflow.providers.backend.ai.links.backend_ai.BackendAISessionLink"],
         "connection-types": [
             {

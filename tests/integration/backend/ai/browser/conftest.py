@@ -307,7 +307,8 @@ def airflow_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowUI]:
         username, password = "admin", secrets.token_urlsafe(16)
         env["AIRFLOW__WEBSERVER__SECRET_KEY"] = secrets.token_hex(16)
         _airflow_cli(
-            "users", "create", "--username", username, "--password", password, "--role", "Admin",
+            # --password=...: a random password may start with "-", which argparse would take for an option
+            "users", "create", "--username", username, f"--password={password}", "--role", "Admin",
             "--firstname", "Browser", "--lastname", "Test", "--email", "browser-test@example.invalid",
             env=env, cwd=home, log_path=log_path,
         )  # fmt: skip

@@ -64,13 +64,12 @@ def test_has_started(status, result, started):
     assert SessionFacts("s", status, result).has_started is started
 
 
-def test_facts_round_trip_and_graphql():
+def test_facts_from_graphql():
     facts = SessionFacts.from_graphql(
         "abc",
         {"id": "abc", "name": "job", "status": "terminated", "result": "success", "status_info": "None"},
     )
     assert facts == SessionFacts("abc", "TERMINATED", "SUCCESS", None, "job")
-    assert SessionFacts.from_dict(facts.to_dict()) == facts
     assert facts.verdict is Verdict.SUCCEEDED
 
 
@@ -179,7 +178,6 @@ def test_status_history_dates_the_run_and_the_preemption(history):
     }
     read = SessionFacts.from_graphql(SID, node)
     assert (read.running_since, read.preempted_at, read.requeued) == (R1, P, True)
-    assert SessionFacts.from_dict(read.to_dict()) == read
 
 
 @pytest.mark.parametrize("history", [None, "", "not json", "[1, 2]", '{"RUNNING": 5}'])
@@ -187,8 +185,3 @@ def test_an_unreadable_status_history_counts_as_none(history):
     node = {"id": SID, "status": "RUNNING", "result": "UNDEFINED", "status_history": history}
     read = SessionFacts.from_graphql(SID, node)
     assert (read.running_since, read.preempted_at, read.requeued, read.rerun) == (None, None, False, False)
-
-
-def test_facts_of_an_earlier_release_still_load():
-    old = {"session_id": SID, "status": "RUNNING", "result": "UNDEFINED", "status_info": None, "name": "job"}
-    assert SessionFacts.from_dict(old) == SessionFacts(SID, "RUNNING", name="job")

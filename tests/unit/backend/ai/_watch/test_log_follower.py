@@ -16,7 +16,10 @@
 # under the License.
 from __future__ import annotations
 
-from airflow.providers.backend.ai._watch.log_follower import LogFollower
+import logging
+from unittest import mock
+
+from airflow.providers.backend.ai._watch.log_follower import LogFollower, task_log_writer
 
 
 def follower(limit: int = 10_000) -> tuple[LogFollower, list[str]]:
@@ -122,3 +125,23 @@ def test_without_run_dates_nothing_changes():
     log.update("one\ntwo\nthree\n", None)  # a copy without a run date belongs to the run followed
     assert lines == ["two", "three"]
     assert log.run == R1
+
+
+def test_the_task_log_writer_heads_the_log_and_leaves_out_hidden_lines():
+    log = mock.create_autospec(logging.Logger, instance=True)
+    emit = task_log_writer(log, "sid", hide="@@frame@@ ")
+    emit("@@frame@@ B 1")  # hidden lines do not start the log either
+    assert log.info.call_args_list == []
+    for line in ("epoch 1", " @@frame@@ escaped by the runner", "@@frame@@ E 0"):
+        emit(line)
+    assert log.info.call_args_list == [
+        mock.call("Log of Backend.AI session %s:", "sid"),
+        mock.call("%s", "epoch 1"),
+        mock.call("%s", " @@frame@@ escaped by the runner"),
+    ]
+
+
+def test_the_task_log_writer_keeps_every_line_by_default():
+    log = mock.create_autospec(logging.Logger, instance=True)
+    task_log_writer(log, "sid")("@@frame@@ B 1")
+    assert log.info.call_args_list[-1] == mock.call("%s", "@@frame@@ B 1")

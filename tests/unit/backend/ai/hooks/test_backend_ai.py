@@ -360,6 +360,7 @@ def test_importing_the_provider_does_not_import_the_sdk():
         "from airflow.providers.backend.ai.get_provider_info import get_provider_info\n"
         "info = get_provider_info()\n"
         "modules = [m for k in ('hooks', 'operators', 'sensors', 'triggers') for e in info[k] for m in e['python-modules']]\n"
+        "modules += [d['class-name'].rpartition('.')[0] for d in info['task-decorators']]\n"
         "for m in modules: importlib.import_module(m)\n"
         "from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook\n"
         "BackendAIHook.get_ui_field_behaviour()\n"

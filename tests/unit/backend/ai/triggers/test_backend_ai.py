@@ -51,6 +51,7 @@ KWARGS = {
     "use_event_stream": True,
     "startup_timeout": 100.0,
     "requeue_extends_end_deadline": True,
+    "hide_line_prefix": None,
 }
 
 
@@ -317,6 +318,26 @@ async def test_streams_logs_and_reports_the_offset(async_hook_calls):
 
 
 @time_machine.travel(NOW, tick=False)
+async def test_streaming_leaves_out_the_hidden_lines_but_counts_them_in_the_offset(async_hook_calls):
+    """``@task.backend_ai``'s result frame stays out of the task log; the resumed task reads it from the log."""
+    async_hook_calls.facts.side_effect = [
+        SessionFacts(SID, "RUNNING"),
+        SessionFacts(SID, "TERMINATED", "SUCCESS", "task-finished"),
+    ]
+    log_text = "epoch 1\n@@frame@@ B 1 ok\n @@frame@@ printed by the function\n@@frame@@ E 0\n"
+    with (
+        mock.patch.object(BackendAIHook, "a_get_session_logs", autospec=True, return_value=log_text),
+        mock.patch("airflow.providers.backend.ai.triggers.backend_ai.LOG_READ_EVERY", 1),
+    ):
+        trigger = BackendAISessionTrigger(**{**KWARGS, "stream_logs": True, "hide_line_prefix": "@@frame@@ "})
+        with mock.patch.object(BackendAISessionTrigger, "log", new_callable=mock.PropertyMock) as log:
+            (event,) = await collect(trigger)
+    streamed = [c.args[1] for c in log.return_value.info.call_args_list if c.args[:1] == ("%s",)]
+    assert streamed == ["epoch 1", " @@frame@@ printed by the function"]
+    assert event.payload["log_offset"] == len(log_text)
+
+
+@time_machine.travel(NOW, tick=False)
 async def test_reads_the_log_every_eighth_status_read(async_hook_calls):
     async_hook_calls.facts.side_effect = [SessionFacts(SID, "RUNNING")] * 24 + [
         SessionFacts(SID, "TERMINATED", "SUCCESS", "task-finished")
@@ -456,8 +477,8 @@ async def test_a_trigger_deferred_by_the_previous_release_resumes(async_hook_cal
     trigger_cls = getattr(importlib.import_module(module), name)  # as the triggerer loads it
     kwargs = BaseSerialization.deserialize(TRIGGER_FROM_11B7351["kwargs"])
     trigger = trigger_cls(**kwargs)
-    # The kwargs added since get the defaults that keep its deadlines as they were.
-    later = {"startup_timeout": None, "requeue_extends_end_deadline": False}
+    # Parameters added since then take their defaults, which keep its deadlines and stream every line.
+    later = {"startup_timeout": None, "requeue_extends_end_deadline": False, "hide_line_prefix": None}
     assert trigger.serialize() == (TRIGGER_FROM_11B7351["classpath"], {**kwargs, **later})
     final = SessionFacts(SID, "TERMINATED", "SUCCESS", "task-finished")
     async_hook_calls.facts.side_effect = [SessionFacts(SID, "RUNNING"), final]

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -147,21 +147,6 @@ class SessionFacts:
     def has_started(self) -> bool:
         """Whether the job is past scheduling and preparation (or ended); not while requeued for a rerun."""
         return self.status not in NOT_STARTED_STATUSES or self.verdict is not Verdict.RUNNING
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SessionFacts:
-        return cls(
-            session_id=str(data["session_id"]),
-            status=str(data["status"]),
-            result=str(data.get("result") or "UNDEFINED"),
-            status_info=data.get("status_info"),
-            name=data.get("name"),
-            running_since=data.get("running_since"),
-            preempted_at=data.get("preempted_at"),
-        )
 
     @classmethod
     def from_graphql(cls, session_id: str, node: dict[str, Any]) -> SessionFacts:

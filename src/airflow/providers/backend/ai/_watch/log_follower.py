@@ -120,12 +120,18 @@ class LogFollower:
         self.written = 0
 
 
-def task_log_writer(log: TaskLog, session_id: str) -> Callable[[str], None]:
-    """An ``emit`` for :class:`LogFollower` that writes into the task log, under a header line."""
+def task_log_writer(log: TaskLog, session_id: str, *, hide: str | None = None) -> Callable[[str], None]:
+    """
+    An ``emit`` for :class:`LogFollower` that writes into the task log, under a header line.
+
+    Lines that start with ``hide`` (when given) are left out.
+    """
     started = False
 
     def emit(line: str) -> None:
         nonlocal started
+        if hide is not None and line.startswith(hide):
+            return
         if not started:
             log.info("Log of Backend.AI session %s:", session_id)
             started = True

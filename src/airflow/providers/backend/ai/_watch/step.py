@@ -268,17 +268,6 @@ class Watch:
             return self._pause(now, stream)
         return ReadNow()
 
-    @property
-    def end_pending(self) -> bool:
-        """
-        An event said the job ended, but no read has shown it yet.
-
-        The log is not streamed meanwhile: the final log read follows at once, and a read now may meet the
-        manager's HTTP 500 window (the kernel is gone, the session not yet TERMINATED), whose retries would
-        hold up the wait by seconds.
-        """
-        return self._end_announced
-
     # -- reads -----------------------------------------------------------------------------------------
 
     def _open_or_read(self, stream: StreamStatus | None) -> Action:
@@ -376,6 +365,11 @@ class Watch:
         self._log.info("%s", said)
 
     def _log_due(self, facts: SessionFacts) -> bool:
+        """
+        Whether to stream the log now. Not once an event said the job ended: the final log read follows at
+        once, and a read now may meet the manager's HTTP 500 window (the kernel is gone, the session not yet
+        TERMINATED), whose retries would hold up the wait by seconds.
+        """
         reads = next(self._running_reads)
         return (
             self.plan.stream_logs

@@ -125,6 +125,9 @@ class BackendAIRunBatchOperator(ResumableBatchMixin, SessionOperatorBase):
     #: ``session_id`` and the ``try_number`` that made it. Renaming it would orphan the sessions of tasks
     #: that are being retried during an upgrade.
     external_id_key = "backend_ai_session"
+    #: Lines of the session log that start with this are left out of the task log, on the worker and in the
+    #: trigger's streaming (``@task.backend_ai`` sets its result frame's marker); None keeps every line.
+    hidden_log_prefix: str | None = None
 
     def __init__(
         self,
@@ -185,7 +188,9 @@ class BackendAIRunBatchOperator(ResumableBatchMixin, SessionOperatorBase):
         self._defer(session_id, session_name)
 
     def _log_follower(self, session_id: str, start: int = 0, run: str | None = None) -> LogFollower:
-        return LogFollower(task_log_writer(self.log, session_id), start=start, run=run)
+        return LogFollower(
+            task_log_writer(self.log, session_id, hide=self.hidden_log_prefix), start=start, run=run
+        )
 
     def _stream_log(self, follower: LogFollower, facts: SessionFacts) -> None:
         """Copy new log lines into the task log while the job runs (``log_streaming``)."""
@@ -234,6 +239,7 @@ class BackendAIRunBatchOperator(ResumableBatchMixin, SessionOperatorBase):
                 use_event_stream=self.use_event_stream,
                 startup_timeout=self.startup_timeout,
                 requeue_extends_end_deadline=True,
+                hide_line_prefix=self.hidden_log_prefix,
             ),
             method_name="execute_complete",
             timeout=None

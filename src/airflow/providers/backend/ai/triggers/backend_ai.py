@@ -75,6 +75,9 @@ class BackendAISessionTrigger(BaseTrigger):
         (its startup deadline restarts at the requeue), in seconds; None: 600.
     :param requeue_extends_end_deadline: A requeue moves ``end_deadline`` (by the time from the preempted
         run's start to the rerun's); off for a sensor, whose timeout is the user's whole wait.
+    :param hide_line_prefix: Log lines that start with this are not streamed (``@task.backend_ai``'s result
+        frame); the resumed task still reads the whole log. None (the default, and what triggers serialized
+        before this parameter existed load with) streams every line.
 
     The two parameters on preemption came later than the others: a trigger serialized without them gets
     the defaults, which keep its earlier deadlines.
@@ -94,6 +97,7 @@ class BackendAISessionTrigger(BaseTrigger):
         use_event_stream: bool = True,
         startup_timeout: float | None = None,
         requeue_extends_end_deadline: bool = False,
+        hide_line_prefix: str | None = None,
     ) -> None:
         super().__init__()
         self.session_id = session_id
@@ -107,8 +111,9 @@ class BackendAISessionTrigger(BaseTrigger):
         self.use_event_stream = use_event_stream
         self.startup_timeout = startup_timeout
         self.requeue_extends_end_deadline = requeue_extends_end_deadline
+        self.hide_line_prefix = hide_line_prefix
         self._event_yielded = False
-        self._follower = LogFollower(lambda line: self.log.info("%s", line))
+        self._follower = LogFollower(self._write_line)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -125,8 +130,13 @@ class BackendAISessionTrigger(BaseTrigger):
                 "use_event_stream": self.use_event_stream,
                 "startup_timeout": self.startup_timeout,
                 "requeue_extends_end_deadline": self.requeue_extends_end_deadline,
+                "hide_line_prefix": self.hide_line_prefix,
             },
         )
+
+    def _write_line(self, line: str) -> None:
+        if self.hide_line_prefix is None or not line.startswith(self.hide_line_prefix):
+            self.log.info("%s", line)
 
     @cached_property
     def hook(self) -> BackendAIHook:
