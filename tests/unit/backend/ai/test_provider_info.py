@@ -165,3 +165,11 @@ def test_airflow_cli_discovers_the_provider():
     (details,) = json.loads(_airflow_cli("providers", "get", PACKAGE, "--full", "--output", "json"))
     assert details["package-name"] == PACKAGE
     assert details["connection-types"][0]["hook-class-name"].endswith("BackendAIHook")
+
+
+def test_the_form_methods_are_the_hooks_own():
+    """Airflow 2's ProvidersManager looks for them in the hook class's own ``__dict__`` (inherited ones are ignored)."""
+    from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
+
+    assert {"get_ui_field_behaviour", "get_connection_form_widgets"} <= set(BackendAIHook.__dict__)
+    assert BackendAIHook.get_ui_field_behaviour()["relabeling"]["host"] == "Endpoint URL"

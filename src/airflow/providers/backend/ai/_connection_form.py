@@ -27,28 +27,14 @@ from __future__ import annotations
 from typing import Any
 
 
-class ConnectionFormMixin:
-    """The hook's form classmethods that Airflow before 3.2 calls."""
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Form layout for Airflow < 3.2 (3.2+ reads ``ui-field-behaviour`` from the provider info)."""
-        return ui_field_behaviour()
-
-    @classmethod
-    def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """Extra form fields for Airflow < 3.2 (3.2+ reads ``conn-fields`` from the provider info)."""
-        return form_widgets()
-
-
 def ui_field_behaviour() -> dict[str, Any]:
-    """``ui-field-behaviour`` with the snake_case keys Airflow's form expects."""
+    """Form layout for Airflow < 3.2: ``ui-field-behaviour`` with the snake_case keys its form expects."""
     behaviour = _connection_type_info()["ui-field-behaviour"]
     return {key.replace("-", "_"): value for key, value in behaviour.items()}
 
 
 def form_widgets() -> dict[str, Any]:
-    """One WTForms field per ``conn-fields`` entry (Airflow 2 accepts only text and boolean fields)."""
+    """Extra form fields for Airflow < 3.2: one WTForms field per ``conn-fields`` entry (text or boolean)."""
     from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
     from flask_babel import lazy_gettext
     from wtforms import BooleanField, StringField

@@ -35,7 +35,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from airflow.providers.backend.ai._connection_form import ConnectionFormMixin
+from airflow.providers.backend.ai._connection_form import form_widgets, ui_field_behaviour
 from airflow.providers.backend.ai._sdk import operations
 from airflow.providers.backend.ai._sdk.client import (
     accepts_shared_http_client,
@@ -77,7 +77,7 @@ T = TypeVar("T")
 __all__ = ["BackendAIHook", "BatchSessionSpec", "CreatedSession"]
 
 
-class BackendAIHook(ConnectionFormMixin, BaseHook):
+class BackendAIHook(BaseHook):
     """
     Interact with a Backend.AI manager through the ``backend.ai-client`` SDK.
 
@@ -418,7 +418,11 @@ class BackendAIHook(ConnectionFormMixin, BaseHook):
                 log=self.log,
             )
 
-    # -- connection test (the Airflow 2 connection form is ConnectionFormMixin's) ---------------------
+    # -- connection test and form -----------------------------------------------------------------------
+
+    # Airflow < 3.2 builds its form from these, found in the class's own __dict__ (3.2+ reads provider.yaml).
+    get_ui_field_behaviour = staticmethod(ui_field_behaviour)
+    get_connection_form_widgets = staticmethod(form_widgets)
 
     def test_connection(self) -> tuple[bool, str]:
         """
