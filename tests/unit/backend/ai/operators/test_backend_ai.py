@@ -131,6 +131,19 @@ class TestValidation:
             ({"vfolder_mounts": "data"}, "Invalid vfolder_mounts 'data': expected a list"),
             ({"mount_map": {"data": None}}, "Invalid mount_map['data']"),
             ({"command": ""}, "Invalid command '': expected a non-empty string"),
+            (
+                {"command": "echo " + "x" * 131_067},
+                "Invalid command: 131,072 bytes, but the agent runs it as one shell argument, which Linux limits "
+                "to 131,071 bytes",
+            ),
+            (
+                {"bootstrap_script": "#" * 16_385},
+                "Invalid bootstrap_script: 16,385 characters, but the manager stores at most 16,384",
+            ),
+            (
+                {"environment": {"DATA": "x" * 131_067}},
+                "Invalid environment['DATA']: with its name it takes over 131,071 bytes",
+            ),
             ({"image": None}, "Invalid image None"),
             ({"xcom_log_limit": -1}, "Invalid xcom_log_limit -1"),
             ({"job_priority": "10"}, "Invalid job_priority '10': expected an integer from -2147483648"),
@@ -186,6 +199,15 @@ class TestValidation:
         hook_calls.facts.return_value = SUCCEEDED
         operator(session_resources={"warp.drive": 1}).execute(context)
         hook_calls.create.assert_called_once()
+
+    def test_the_longest_inputs_the_agent_can_run_pass(self):
+        BackendAIRunBatchOperator(
+            task_id="t",
+            image="python:3.9",
+            command="echo " + "x" * 131_066,
+            bootstrap_script="#" * 16_384,
+            environment={"D": "x" * 131_069},
+        )
 
     def test_defaults(self):
         op = operator()

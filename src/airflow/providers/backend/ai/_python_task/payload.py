@@ -47,11 +47,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from airflow.providers.backend.ai._session.params import MAX_ARG_BYTES
 from airflow.providers.backend.ai.exceptions import BackendAIPythonTaskInputError
 
 SERIALIZERS = ("json", "pickle", "cloudpickle")
-#: Linux ``MAX_ARG_STRLEN`` (32 pages of 4 KiB) less the NUL: the longest ``sh -c`` command.
-MAX_COMMAND_BYTES = 131_071
+#: The longest ``sh -c`` command (Linux's ``MAX_ARG_STRLEN`` less the NUL).
+MAX_COMMAND_BYTES = MAX_ARG_BYTES
 #: The most characters a return value may take in the log. A container agent keeps the last 8 to 10 MiB
 #: of a container's log (``container-logs.max-length`` 10M in 5 rotated files), so a larger frame would
 #: lose its beginning; 6 MiB leaves room for what the job prints after it.
@@ -144,7 +145,7 @@ def _encode(data: bytes) -> str:
 def _serializer_module(serializer: str) -> Any:
     if serializer == "cloudpickle":
         try:
-            import cloudpickle  # type: ignore[import-untyped,import-not-found,unused-ignore]
+            import cloudpickle
         except ImportError as exc:
             raise BackendAIPythonTaskInputError(
                 "serializer='cloudpickle' needs the cloudpickle package on the Airflow worker "

@@ -101,7 +101,7 @@ def _load(payload: bytes, serializer: str) -> Any:
     if serializer == "json":
         return json.loads(payload.decode("utf-8"))
     if serializer == "cloudpickle":
-        import cloudpickle  # type: ignore[import-untyped,import-not-found,unused-ignore]
+        import cloudpickle
 
         return cloudpickle.loads(payload)
     import pickle

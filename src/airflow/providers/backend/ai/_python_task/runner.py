@@ -205,7 +205,7 @@ def _serializer_module(name: str) -> Any:
 
         return pickle
     if name == "cloudpickle":
-        import cloudpickle  # type: ignore[import-not-found]
+        import cloudpickle
 
         return cloudpickle
     raise ValueError("unknown serializer %r" % (name,))

@@ -97,7 +97,7 @@ class BatchSessionSpec:
             image=check["image"](image),
             command=check["command"](command),
             name=params.check_session_name(name),
-            bootstrap_script=bootstrap_script or None,
+            bootstrap_script=check["bootstrap_script"](bootstrap_script),
             resources=check["session_resources"](session_resources),
             vfolder_mounts=check["vfolder_mounts"](vfolder_mounts),
             mount_map=check["mount_map"](mount_map),

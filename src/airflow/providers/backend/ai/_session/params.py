@@ -78,6 +78,48 @@ def check_optional_positive_number(parameter: str, value: Any) -> float | None:
         ) from None
 
 
+#: Linux's ``MAX_ARG_STRLEN`` (32 pages of 4 KiB) less the NUL: the longest string a Backend.AI agent can
+#: hand its shell. The batch command is one argument of ``sh -c``, and each environment variable one
+#: ``NAME=value`` string; longer, the session starts and its job fails with ``E2BIG`` (measured on 26.9.6).
+MAX_ARG_BYTES = 131_071
+#: The manager stores ``bootstrap_script`` in a ``varchar(16384)``; a longer one fails the create with HTTP 500.
+MAX_BOOTSTRAP_SCRIPT_CHARS = 16_384
+
+
+def check_command(value: Any) -> str:
+    command = check_non_empty_string("command", value)
+    size = len(command.encode())
+    if size > MAX_ARG_BYTES:
+        raise ValueError(
+            f"Invalid command: {size:,} bytes, but the agent runs it as one shell argument, which Linux limits "
+            f"to {MAX_ARG_BYTES:,} bytes; put the script in the image or a virtual folder and run that"
+        )
+    return command
+
+
+def check_bootstrap_script(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    script = check_non_empty_string("bootstrap_script", value)
+    if len(script) > MAX_BOOTSTRAP_SCRIPT_CHARS:
+        raise ValueError(
+            f"Invalid bootstrap_script: {len(script):,} characters, but the manager stores at most "
+            f"{MAX_BOOTSTRAP_SCRIPT_CHARS:,}; put the script in the image or a virtual folder and run that"
+        )
+    return script
+
+
+def check_environment(value: Any) -> dict[str, str]:
+    environment = check_string_mapping("environment", value)
+    for name, item in environment.items():
+        if len(f"{name}={item}".encode()) > MAX_ARG_BYTES:
+            raise ValueError(
+                f"Invalid environment[{name!r}]: with its name it takes over {MAX_ARG_BYTES:,} bytes, "
+                "Linux's limit on one environment string; pass large data through a virtual folder"
+            )
+    return environment
+
+
 def check_cluster_size(value: Any) -> int:
     try:
         size = int(value)
@@ -182,12 +224,13 @@ def check_batch_timeout(value: Any) -> int | None:
 #: (on values without templates) and again after rendering; the hook's ``run_batch`` runs the same.
 TEMPLATED_FIELD_CHECKS: dict[str, Callable[[Any], Any]] = {
     "image": partial(check_non_empty_string, "image"),
-    "command": partial(check_non_empty_string, "command"),
+    "command": check_command,
+    "bootstrap_script": check_bootstrap_script,
     "session_name": check_optional_session_name,
     "session_resources": check_resources,
     "vfolder_mounts": partial(check_string_list, "vfolder_mounts"),
     "mount_map": partial(check_string_mapping, "mount_map"),
-    "environment": partial(check_string_mapping, "environment"),
+    "environment": check_environment,
 }
 
 
