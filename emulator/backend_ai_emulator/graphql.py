@@ -453,15 +453,20 @@ def _session_list(ctx: GraphQLContext, sel: Field) -> dict[str, Any]:
     return out
 
 
+def parse_body(body: Any) -> tuple[str, list[Field]]:
+    """The operation type and root fields of a GraphQL request body (``{"query": ..., "variables": ...}``)."""
+    if not isinstance(body, Mapping) or not isinstance(body.get("query"), str):
+        raise GraphQLError("Must provide query string.")
+    variables = body.get("variables") or {}
+    if not isinstance(variables, Mapping):
+        raise GraphQLError("Variables must be provided as an object.")
+    return parse_query(body["query"], variables)
+
+
 def execute(ctx: GraphQLContext, body: Any) -> dict[str, Any]:
     """Answer one ``/admin/gql`` body with ``{"data": ..., "errors": ...}``."""
     try:
-        if not isinstance(body, Mapping) or not isinstance(body.get("query"), str):
-            raise GraphQLError("Must provide query string.")
-        variables = body.get("variables") or {}
-        if not isinstance(variables, Mapping):
-            raise GraphQLError("Variables must be provided as an object.")
-        op_type, fields = parse_query(body["query"], variables)
+        op_type, fields = parse_body(body)
         if op_type != "query":
             raise GraphQLError(f"The Backend.AI emulator does not support {op_type} operations.")
         data = {sel.key: _resolve_root(ctx, sel) for sel in fields}
@@ -470,4 +475,4 @@ def execute(ctx: GraphQLContext, body: Any) -> dict[str, Any]:
     return {"data": data, "errors": None}
 
 
-__all__ = ["GraphQLContext", "GraphQLError", "execute", "parse_query", "parse_session_ref"]
+__all__ = ["GraphQLContext", "GraphQLError", "execute", "parse_body", "parse_query", "parse_session_ref"]

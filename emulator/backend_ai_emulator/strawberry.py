@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .graphql import Field, GraphQLError, parse_query
+from .graphql import Field, GraphQLError, parse_body
 from .scheduler import resource_group
 from .settings import PREEMPTION_MODES, PREEMPTION_ORDERS, VICTIM_SCOPES, PreemptionConfig
 
@@ -238,12 +238,7 @@ def _resolve(state: EmulatorState, caller: Keypair, op_type: str, sel: Field) ->
 def execute(state: EmulatorState, caller: Keypair, body: Any) -> dict[str, Any]:
     """Answer one ``/admin/gql/strawberry`` body with ``{"data": ..., "errors": ...}``."""
     try:
-        if not isinstance(body, Mapping) or not isinstance(body.get("query"), str):
-            raise GraphQLError("Must provide query string.")
-        variables = body.get("variables") or {}
-        if not isinstance(variables, Mapping):
-            raise GraphQLError("Variables must be provided as an object.")
-        op_type, fields = parse_query(body["query"], variables)
+        op_type, fields = parse_body(body)
         if op_type == "subscription":
             raise GraphQLError("The Backend.AI emulator does not support subscription operations.")
         data: dict[str, Any] = {}
