@@ -68,23 +68,28 @@ export AIRFLOW_CONN_BACKEND_AI_DEFAULT
 "$venv/bin/airflow" db migrate > "$work/db-migrate.log" 2>&1
 cat >&2 <<'TEXT'
 == running the example Dag example_backend_ai (airflow dags test) ==
-   One task, fails_on_purpose, is MEANT TO FAIL: its job runs `echo about to fail; exit 3` to show what a
-   failed Backend.AI job looks like. Its task fails with BackendAIJobFailedError quoting the job's last log
-   lines, and its session is kept for debugging (on_finish_action="destroy_on_success"). The traceback
-   you will see for it is expected; report_failure then checks that the failure was caught, so the Dag run
-   still succeeds.
+   Two tasks are MEANT TO FAIL. fails_on_purpose runs `echo about to fail; exit 3` to show what a failed
+   Backend.AI job looks like: its task fails with BackendAIJobFailedError quoting the job's last log lines,
+   and its session is kept for debugging (on_finish_action="destroy_on_success"). check_labels is a
+   @task.backend_ai function that raises ValueError in its session: its task fails with
+   BackendAIPythonTaskError quoting the exception. The tracebacks you will see for them are expected;
+   report_failure and report_bad_labels then check that each failure was caught, so the Dag run still
+   succeeds.
 TEXT
 status=0
 # The console shows Airflow's output with a note around the deliberate failure; the log keeps it unchanged.
 "$venv/bin/airflow" dags test example_backend_ai 2>&1 | tee "$work/dags-test.log" | awk '
   /starting task_id=fails_on_purpose/ { print "   >>> fails_on_purpose starts now: it is meant to fail (exit 3); a traceback follows" }
+  /starting task_id=check_labels/ { print "   >>> check_labels starts now: its function is meant to raise ValueError; a traceback follows" }
   { print }
   /end task task_id=fails_on_purpose/ { print "   <<< fails_on_purpose failed as intended: the traceback above is expected, the run goes on" }
+  /end task task_id=check_labels/ { print "   <<< check_labels failed as intended: the traceback above is expected, the run goes on" }
 ' || status=$?
 
 echo >&2
 echo "== what happened (task, state, Backend.AI session, first line the job printed) ==" >&2
 "$venv/bin/python" dev/demo_summary.py || status=1
-echo "   fails_on_purpose failed on purpose (its command exits 3) and report_failure caught it; watcher runs" >&2
-echo "   only if another task fails, so it is skipped. The whole log is $work/dags-test.log" >&2
+echo "   fails_on_purpose (its command exits 3) and check_labels (its function raises) failed on purpose;" >&2
+echo "   report_failure and report_bad_labels caught them. watcher runs only if another task fails, so it is" >&2
+echo "   skipped. The whole log is $work/dags-test.log" >&2
 exit "$status"
