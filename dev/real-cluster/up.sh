@@ -197,7 +197,7 @@ drivers = ["console"]
 
 [logging.console]
 colored = false
-format = "simple"
+format = "verbose"
 
 [logging.pkg-ns]
 "" = "WARNING"

@@ -208,11 +208,18 @@ def wait_for_status(
 ) -> dict[str, Any]:
     """Poll GraphQL until the session's status is one of ``statuses``."""
 
-    def _check() -> dict[str, Any] | None:
-        row = query_session(session, session_id)
-        return row if row is not None and row["status"] in statuses else None
+    last: dict[str, Any] | None = None
 
-    return poll(_check, target.timeout, target.poll_interval, f"session {session_id} to reach {statuses}")
+    def _check() -> dict[str, Any] | None:
+        nonlocal last
+        last = query_session(session, session_id)
+        return last if last is not None and last["status"] in statuses else None
+
+    try:
+        return poll(_check, target.timeout, target.poll_interval, f"session {session_id} to reach {statuses}")
+    except AssertionError as exc:
+        # Say where the manager left the session: a stall in TERMINATING is the manager's, not the test's.
+        raise AssertionError(f"{exc}; the last read said {last}") from None
 
 
 def wait_gone(session: Session, target: ContractTarget, ref: ComputeSession) -> BackendAPIError:
