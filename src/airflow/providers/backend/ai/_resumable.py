@@ -34,7 +34,6 @@ from airflow.providers.common.compat.sdk import ResumableJobMixin
 
 from airflow.providers.backend.ai._session import params
 from airflow.providers.backend.ai._session.state import TERMINAL_STATUSES, Verdict
-from airflow.providers.backend.ai._watch.loop import wait_until_terminal
 from airflow.providers.backend.ai.exceptions import BackendAINotFoundError
 
 if TYPE_CHECKING:
@@ -208,6 +207,8 @@ class ResumableBatchMixin(ResumableJobMixin):
 
     def _wait_until_ended(self, session_ids: list[str], name: str) -> None:
         """Wait (up to NAME_RELEASE_TIMEOUT) until destroyed sessions no longer hold the name ``name``."""
+        from airflow.providers.backend.ai._watch.loop import wait_until_terminal  # not at Dag parse
+
         self.log.info("Waiting for the destroyed session(s) %s to release the name %r", session_ids, name)
         deadline = time.time() + NAME_RELEASE_TIMEOUT
         for session_id in session_ids:

@@ -271,7 +271,7 @@ class TestResourceSlotsAndRunBatch:
     def test_run_batch_checks_everything_before_creating(self, hook, sync_session, slots):
         with (
             mock.patch.object(ComputeSession, "get_or_create", autospec=True) as create,
-            mock.patch("airflow.providers.backend.ai.hooks.backend_ai.run_batch", autospec=True) as run,
+            mock.patch("airflow.providers.backend.ai._watch.batch.run_batch", autospec=True) as run,
         ):
             with pytest.raises(ValueError, match="Invalid session_resources slot name 'cuda.devices'"):
                 hook.run_batch(
@@ -285,7 +285,7 @@ class TestResourceSlotsAndRunBatch:
             create.assert_not_called()
 
     def test_run_batch_runs_the_checked_session(self, hook, sync_session, slots):
-        with mock.patch("airflow.providers.backend.ai.hooks.backend_ai.run_batch", autospec=True) as run:
+        with mock.patch("airflow.providers.backend.ai._watch.batch.run_batch", autospec=True) as run:
             run.return_value = {"result": "SUCCESS"}
             assert hook.run_batch(
                 image="python:3.12",
@@ -354,7 +354,8 @@ def run_fresh_interpreter(code: str) -> str:
     return done.stdout
 
 
-def test_importing_the_provider_does_not_import_the_sdk():
+def test_importing_the_provider_loads_neither_the_sdk_nor_the_watch_loop():
+    """Dag parsing imports these modules: the SDK (~1 s) and the watch machinery load only when a job runs."""
     out = run_fresh_interpreter(
         "import importlib, json, sys\n"
         "from airflow.providers.backend.ai.get_provider_info import get_provider_info\n"
@@ -365,8 +366,11 @@ def test_importing_the_provider_does_not_import_the_sdk():
         "from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook\n"
         "BackendAIHook.get_ui_field_behaviour()\n"
         "print(json.dumps([m for m in sys.modules if m == 'ai' or m.startswith('ai.')]))\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('airflow.providers.backend.ai._watch.'))))\n"
     )
-    assert json.loads(out.strip().splitlines()[-1]) == []
+    *_, sdk_modules, watch_modules = out.strip().splitlines()
+    assert json.loads(sdk_modules) == []
+    assert json.loads(watch_modules) == ["airflow.providers.backend.ai._watch.log_follower"]
 
 
 def test_a_process_that_used_the_hook_exits_promptly():

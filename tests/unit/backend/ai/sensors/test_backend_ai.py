@@ -173,9 +173,7 @@ class TestPokeModeWaitsForTheJob:
     @pytest.fixture
     def waited(self):
         with (
-            mock.patch(
-                "airflow.providers.backend.ai.sensors.backend_ai.wait_for_session", autospec=True
-            ) as wait,
+            mock.patch("airflow.providers.backend.ai._watch.loop.wait_for_session", autospec=True) as wait,
             mock.patch.object(BackendAIHook, "get_conn", autospec=True) as get_conn,
         ):
             wait.return_value = SessionFacts(SID, "RUNNING", "SUCCESS", "task-finished")

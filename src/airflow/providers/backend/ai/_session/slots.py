@@ -25,7 +25,6 @@ one this manager does not offer at all (a cluster without GPUs knows ``cpu`` and
 
 from __future__ import annotations
 
-import difflib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -91,6 +90,8 @@ def closest_slot(name: str, known: Collection[str]) -> tuple[str, bool] | None:
     In order: an alias (``gpu`` → ``cuda.device``), the same name in another case, the most similar known
     slot, the most similar slot Backend.AI defines. ``None`` when nothing is close.
     """
+    import difflib  # only when a name is unknown: not at Dag parse
+
     lowered = name.strip().lower()
     alias = SLOT_ALIASES.get(lowered)
     if alias is not None:

@@ -53,7 +53,6 @@ from airflow.providers.backend.ai._sdk.spec import BatchSessionSpec
 from airflow.providers.backend.ai._sdk.tag_search import TagSearch
 from airflow.providers.backend.ai._session.finish import DEFAULT_XCOM_LOG_LIMIT
 from airflow.providers.backend.ai._session.slots import check_slots_known
-from airflow.providers.backend.ai._watch.batch import run_batch
 from airflow.providers.backend.ai.exceptions import (
     BackendAIAPIError,
     BackendAIAuthError,
@@ -385,12 +384,11 @@ class BackendAIHook(BaseHook):
         For your own ``@task`` or ``PythonOperator``: create, wait, log, teardown in one call, with the
         operator's checks, errors and ``on_finish_action``; the log goes into the task log at the end.
         ``session`` takes the operator's other session parameters under their names (``session_resources``,
-        ``environment``, ``vfolder_mounts``, ``bootstrap_script``, ``batch_timeout``, ...). The session is
-        named ``airflow-run-batch-<random>`` unless ``session_name`` is given.
+        ``environment``, ``vfolder_mounts``, ``bootstrap_script``, ``batch_timeout``, ...).
 
         :param image: Container image of the session.
         :param command: Shell command the batch session runs: the job.
-        :param session_name: Session name (4-64 characters of letters, digits, ``_.-``).
+        :param session_name: Session name (4-64 of letters, digits, ``_.-``); default airflow-run-batch-<random>.
         :param startup_timeout: Seconds the session may take to start running.
         :param poll_interval: Longest pause between two status reads, in seconds.
         :param use_event_stream: Learn of the job's end from the manager's event stream.
@@ -399,6 +397,8 @@ class BackendAIHook(BaseHook):
         :raises ValueError: a parameter is invalid (before any session exists).
         :raises BackendAIJobFailedError: the job did not succeed, or did not start within ``startup_timeout``.
         """
+        from airflow.providers.backend.ai._watch import batch  # the watch machinery: not at Dag parse
+
         spec = BatchSessionSpec.checked(
             name=session_name or f"airflow-run-batch-{uuid.uuid4().hex[:12]}",
             image=image,
@@ -407,7 +407,7 @@ class BackendAIHook(BaseHook):
         )
         with self.get_conn():
             self.check_resource_slots(spec.resources, parameter="session_resources")
-            return run_batch(
+            return batch.run_batch(
                 self,
                 spec,
                 startup_timeout=startup_timeout,

@@ -14,7 +14,12 @@
 # KIND, either express or implied.  See the License for the
 # specific language governing permissions and limitations
 # under the License.
-"""Operators that run batch jobs in Backend.AI sessions, or create and destroy sessions as separate tasks."""
+"""
+Operators that run batch jobs in Backend.AI sessions, or create and destroy sessions as separate tasks.
+
+The watch machinery (``_watch``) is imported inside the methods that run a job, so that a Dag file that
+only builds these operators never loads it: parsing pays for what parsing uses.
+"""
 
 from __future__ import annotations
 
@@ -30,9 +35,6 @@ from airflow.providers.backend.ai._session import params
 from airflow.providers.backend.ai._session.events import EventKind, TriggerOutcome
 from airflow.providers.backend.ai._session.finish import DEFAULT_XCOM_LOG_LIMIT, FinishAction, finish_batch
 from airflow.providers.backend.ai._session.state import Verdict
-from airflow.providers.backend.ai._watch.end import FinalLog, final_log, tear_down
-from airflow.providers.backend.ai._watch.log_follower import LogFollower, task_log_writer
-from airflow.providers.backend.ai._watch.loop import wait_for_session
 from airflow.providers.backend.ai.exceptions import (
     BackendAIException,
     BackendAISessionNotVisibleError,
@@ -47,6 +49,8 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from airflow.providers.backend.ai._session.state import SessionFacts
+    from airflow.providers.backend.ai._watch.end import FinalLog
+    from airflow.providers.backend.ai._watch.log_follower import LogFollower
 
 #: Extra seconds a deferred run may take beyond startup_timeout + batch_timeout (the manager's own lag).
 DEFERRAL_GRACE = 60
@@ -151,6 +155,8 @@ class BackendAIRunBatchOperator(ResumableBatchMixin, SessionOperatorBase):
         self.deferrable = deferrable
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.providers.backend.ai._watch.loop import wait_for_session
+
         self.spec = self.session_spec(context)
         with self.hook.get_conn():
             try:
@@ -188,6 +194,8 @@ class BackendAIRunBatchOperator(ResumableBatchMixin, SessionOperatorBase):
         self._defer(session_id, session_name)
 
     def _log_follower(self, session_id: str, start: int = 0, run: str | None = None) -> LogFollower:
+        from airflow.providers.backend.ai._watch.log_follower import LogFollower, task_log_writer
+
         return LogFollower(
             task_log_writer(self.log, session_id, hide=self.hidden_log_prefix), start=start, run=run
         )
@@ -269,6 +277,8 @@ class BackendAIRunBatchOperator(ResumableBatchMixin, SessionOperatorBase):
 
     def _finish(self, facts: SessionFacts, session_name: str | None, follower: LogFollower) -> Any:
         """Write the rest of the log, return the task's outcome (or raise), and apply ``on_finish_action``."""
+        from airflow.providers.backend.ai._watch.end import final_log
+
         try:
             logs = final_log(
                 self.hook, facts.session_id, log=self.log, follower=follower, run=facts.running_since
@@ -287,6 +297,8 @@ class BackendAIRunBatchOperator(ResumableBatchMixin, SessionOperatorBase):
         return finish_batch(facts, logs.text, session_name=session_name, xcom_log_limit=self.xcom_log_limit)
 
     def _tear_down(self, facts: SessionFacts | None) -> None:
+        from airflow.providers.backend.ai._watch.end import tear_down
+
         if self.session_id is not None:
             verdict = facts.verdict if facts is not None else None
             tear_down(self.hook, self.session_id, self.on_finish_action, verdict, log=self.log)
@@ -314,6 +326,8 @@ class BackendAICreateSessionOperator(SessionOperatorBase):
         self.wait_for_start = wait_for_start
 
     def execute(self, context: Context) -> dict[str, str]:
+        from airflow.providers.backend.ai._watch.loop import wait_for_session
+
         spec = self.session_spec(context)
         with self.hook.get_conn():
             session_id = self.create_session(context, spec)

@@ -33,7 +33,6 @@ from airflow.providers.common.compat.sdk import (
 from airflow.providers.backend.ai._session.events import EventKind, TriggerOutcome
 from airflow.providers.backend.ai._session.finish import describe_failure
 from airflow.providers.backend.ai._session.state import Verdict
-from airflow.providers.backend.ai._watch.loop import wait_for_session
 from airflow.providers.backend.ai.exceptions import BackendAIException, BackendAINotFoundError
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
 
@@ -140,6 +139,8 @@ class BackendAISessionSensor(BaseSensorOperator):
 
     def _wait(self, session_id: str) -> SessionFacts:
         """Poke mode: read, and wait for the job's end (events, a read every poke_interval), on one API session."""
+        from airflow.providers.backend.ai._watch.loop import wait_for_session  # not at Dag parse
+
         with self.hook.get_conn():
             facts = self.hook.get_session_facts(session_id)
             if facts.verdict is not Verdict.RUNNING:

@@ -14,7 +14,12 @@
 # KIND, either express or implied.  See the License for the
 # specific language governing permissions and limitations
 # under the License.
-"""Trigger that watches a Backend.AI batch session from the triggerer until its job ends."""
+"""
+Trigger that watches a Backend.AI batch session from the triggerer until its job ends.
+
+The watch machinery (``_watch``) is imported when the trigger runs, not with this module: a Dag file that
+imports it (or an operator that only builds one to defer) does not pay for it.
+"""
 
 from __future__ import annotations
 
@@ -27,8 +32,6 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow.providers.backend.ai._session.events import SESSION_ID_XCOM_KEY, EventKind, TriggerOutcome
 from airflow.providers.backend.ai._watch.log_follower import LogFollower
-from airflow.providers.backend.ai._watch.loop import a_run_watch, a_watch_events, start_timeout_detail
-from airflow.providers.backend.ai._watch.step import End, Watch, WatchPlan
 from airflow.providers.backend.ai.exceptions import BackendAIException
 from airflow.providers.backend.ai.hooks.backend_ai import BackendAIHook
 from airflow.providers.backend.ai.version_compat import AIRFLOW_V_3_0_PLUS
@@ -153,6 +156,9 @@ class BackendAISessionTrigger(BaseTrigger):
         yield TriggerEvent(outcome.to_payload())
 
     async def _watch(self) -> Done:
+        from airflow.providers.backend.ai._watch.loop import a_run_watch, a_watch_events
+        from airflow.providers.backend.ai._watch.step import Watch, WatchPlan
+
         plan = WatchPlan(
             self.poll_interval,
             startup_deadline=self.startup_deadline,
@@ -177,6 +183,9 @@ class BackendAISessionTrigger(BaseTrigger):
             )
 
     def _outcome(self, done: Done) -> TriggerOutcome:
+        from airflow.providers.backend.ai._watch.loop import start_timeout_detail
+        from airflow.providers.backend.ai._watch.step import End
+
         facts = done.facts
         if done.end is End.ENDED:
             message = f"The job ended: {facts.result if facts else 'unknown'}"
