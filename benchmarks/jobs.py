@@ -307,20 +307,14 @@ def run_sensor(
         sensor.execute(ctx)
     finally:
         done = time.time()
+        _SYNC_WAIT_ENDED.pop(session_id, None)  # the poke waits with the same (wrapped) function
         with contextlib.suppress(Exception), hook.get_conn():
             hook.destroy_session(session_id)
     return JobRun("sensor", session_id, started, done, "SUCCESS", detected=done)
 
 
-#: session id -> when the sync operator's wait returned with the job's end (see _time_the_sync_wait).
+#: session id -> when the watch loop's ``wait_for_session`` returned with the job's end (_time_the_sync_wait).
 _SYNC_WAIT_ENDED: dict[str, float] = {}
-
-
-def sync_wait_timed() -> bool:
-    """Whether sync runs note when the operator's wait returned (else ``detected`` is ``execute()`` returning)."""
-    from airflow.providers.backend.ai.operators import backend_ai as operators
-
-    return getattr(getattr(operators, "wait_for_session", None), "timed_by_benchmarks", False)
 
 
 def _time_the_sync_wait() -> None:
@@ -328,14 +322,16 @@ def _time_the_sync_wait() -> None:
     Note when the sync operator's wait for the job returns, which is when the operator knows the job ended.
 
     The same point as the trigger's event and the sensor's return; ``execute()`` returns after the final log
-    read and the destroy. Wraps the function once, in the operator module.
+    read and the destroy. Wraps ``wait_for_session`` once, where it lives (``_watch.loop``): the operator
+    imports it from there when it runs, so the wrapper is what it calls. No fallback: a provider that moved
+    the wait must move this too, or the sync rows would silently time the final log read as well.
     """
     from airflow.providers.backend.ai._session.state import Verdict
-    from airflow.providers.backend.ai.operators import backend_ai as operators
+    from airflow.providers.backend.ai._watch import loop
 
-    wait = getattr(operators, "wait_for_session", None)
-    if wait is None or getattr(wait, "timed_by_benchmarks", False):
-        return  # a provider without this wait: execute() returning is all there is
+    wait = loop.wait_for_session
+    if getattr(wait, "timed_by_benchmarks", False):
+        return
 
     def timed_wait(*args: Any, **kwargs: Any) -> Any:
         facts = wait(*args, **kwargs)
@@ -344,7 +340,7 @@ def _time_the_sync_wait() -> None:
         return facts
 
     timed_wait.timed_by_benchmarks = True  # type: ignore[attr-defined]
-    operators.wait_for_session = timed_wait  # type: ignore[assignment]
+    loop.wait_for_session = timed_wait  # type: ignore[assignment]
 
 
 def _report_created(ctx: dict[str, Any], on_created: Callable[[str], None]) -> None:

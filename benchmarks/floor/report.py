@@ -32,7 +32,6 @@ from benchmarks.floor.config import (
     Sizes,
     mode_label,
 )
-from benchmarks.jobs import sync_wait_timed
 
 if TYPE_CHECKING:
     from benchmarks.floor.lag_run import JobResult
@@ -253,8 +252,3 @@ def report(
     )
     if supported:
         section.notes.append("Events on = the default; off = `use_event_stream=False`.")
-    if any(r.path == "sync" for r in lag_results) and not sync_wait_timed():
-        section.notes.append(
-            "The operator module has no `wait_for_session` to time: the sync rows' detected time is `execute()` "
-            "returning, after the final log read and the destroy."
-        )
