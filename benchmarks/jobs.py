@@ -323,8 +323,8 @@ def _time_the_sync_wait() -> None:
 
     The same point as the trigger's event and the sensor's return; ``execute()`` returns after the final log
     read and the destroy. Wraps ``wait_for_session`` once, where it lives (``_watch.loop``): the operator
-    imports it from there when it runs, so the wrapper is what it calls. No fallback: a provider that moved
-    the wait must move this too, or the sync rows would silently time the final log read as well.
+    imports it from there when it runs, so the wrapper is what it calls. No fallback: should the wait move,
+    this fails loudly rather than let the sync rows time the final log read as well.
     """
     from airflow.providers.backend.ai._session.state import Verdict
     from airflow.providers.backend.ai._watch import loop
