@@ -70,8 +70,8 @@ async def _at_end_by_event(
     cluster: RealCluster, spec: BatchSessionSpec, *, destroy: bool = False
 ) -> AtJobEnd:
     """
-    Create the job with the hook, and the moment its ``session_success``/``failure`` arrives on the event
-    stream read its state and log through the hook (and destroy it, if asked).
+    Create the job with the hook, wait for its ``session_success``/``failure`` on the event stream, and the
+    moment its result reads back read its log through the hook (and destroy it, if asked).
     """
     from ai.backend.client.func.session import ComputeSession
     from ai.backend.client.session import AsyncSession
@@ -85,19 +85,25 @@ async def _at_end_by_event(
         async with ComputeSession("*").listen_events() as stream:  # subscribe first: no replay
             created = await hook.a_create_batch_session(spec)
 
-            async def _end() -> float:
+            async def _end() -> None:
                 async for msg in stream:
                     payload = json.loads(msg.data) if msg.data else {}
                     if payload.get("sessionId") == created.session_id and msg.event in (
                         "session_success",
                         "session_failure",
                     ):
-                        return time.monotonic()
+                        return
                 raise AssertionError("the event stream ended")
 
-            seen = await asyncio.wait_for(_end(), DEADLINE)
+            await asyncio.wait_for(_end(), DEADLINE)
         async with hook.get_async_conn():
-            facts = await hook.a_get_session_facts(created.session_id)
+            # The agent's event can come before the manager has recorded the result (the provider's watch
+            # reads again soon for the same reason): the end is known once the result reads back.
+            deadline = time.monotonic() + DEADLINE
+            while (facts := await hook.a_get_session_facts(created.session_id)).result == "UNDEFINED":
+                assert time.monotonic() < deadline, f"no result within {DEADLINE} s of the event: {facts}"
+                await asyncio.sleep(0.05)
+            seen = time.monotonic()
             logs = await hook.a_get_session_logs(created.session_id)
             took = time.monotonic() - seen
             destroyed = await hook.a_destroy_session(created.session_id) if destroy else None
